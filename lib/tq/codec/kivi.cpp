@@ -1,0 +1,288 @@
+// KIVI (Liu et al. 2024, "KIVI: A Tuning-Free Asymmetric 2bit Quantization for KV Cache",
+// arXiv:2402.02750): asymmetric uniform quantization with a per-group fp16 scale and zero point.
+//
+//   keys   (ctx.tensor == "k"): per-CHANNEL quantization. Tokens are cut into groups of G_k
+//          consecutive tokens; each channel of each token group gets its own (min, scale), so an
+//          outlier channel only stretches its own grid (the paper's observation about K).
+//   values (ctx.tensor == "v"): per-TOKEN quantization over groups of G_v consecutive channels.
+//
+// One group with values x_1..x_m and b bits (Q = 2^b - 1 levels above the minimum):
+//   z = fp16(min x),  s = fp16((max x - min x) / Q)
+//   q = clamp(floor((x - z) / s + 1/2), 0, Q)      (round to nearest, ties up)
+//   x^ = z + q s
+// z and s are rounded to fp16 BEFORE the codes are chosen, so each code is the nearest point of
+// the grid the decoder really uses. max == min gives s = 0, every code 0 and x^ = fp16(min).
+//
+// Full-precision tokens (fp16 by default, fp32 with window-dtype=fp32, counted as window bytes):
+//   * sinks=N: the first min(N, T) tokens;
+//   * window=R: the last min(R, T - sinks) tokens (the paper's residual window);
+//   * K only: of the tokens between sinks and window, the last (count mod G_k) do not fill a
+//     token group and stay full precision too (the paper's not-yet-quantized K residual).
+// So for keys the quantized tokens are exactly floor((T - S - R) / G_k) * G_k groups' worth, and
+// everything else is exact up to fp16 rounding.
+//
+// Byte layout of the quantized core (sinks/window are stage_sinks.cpp's KeepRowsStage around it):
+//   [side: (scale fp16, zero fp16) per group]  K: group-major, channel-minor; V: token-major,
+//                                              channel-group-minor
+//   [payload: codes of the quantized tokens, token-major (row t, channel c), LSB-first
+//    bit stream of b bits each, zero-padded to a whole byte]
+//   [K residual rows: (T' mod G_k) rows at fp16/fp32]
+// Bits per element of the quantized part: b + 32 / G (k2, G = 32: 3.0 bits).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "tq/codec/byte_fields.h"
+#include "tq/codec/codec.h"
+#include "tq/codec/factories.h"
+#include "tq/core/error.h"
+
+namespace tq {
+
+namespace {
+
+constexpr long kDefaultGroup = 32;     ///< the paper's group size
+constexpr size_t kGroupSideBytes = 4;  ///< fp16 scale + fp16 zero point per group
+
+/// Decoded quantization grid of one group.
+struct UniformGrid {
+  float zero = 0.0f;
+  float scale = 0.0f;
+};
+
+/// The fp16 (zero, scale) of a group with range [mn, mx] and `levels` = 2^b - 1 steps; writes
+/// both fp16 fields to `side` and returns the values the decoder will read back.
+UniformGrid make_grid(float mn, float mx, int levels, uint8_t* side) {
+  const float s = (mx - mn) / static_cast<float>(levels);
+  bytes::put_fp16(side, s);
+  bytes::put_fp16(side + 2, mn);
+  return {bytes::get_fp16(side + 2), bytes::get_fp16(side)};
+}
+
+UniformGrid read_grid(const uint8_t* side) { return {bytes::get_fp16(side + 2), bytes::get_fp16(side)}; }
+
+/// Nearest code of x on the grid, clamped to [0, levels]. NaN-safe: a non-positive or NaN
+/// argument gives code 0, so the float -> int cast is always defined.
+uint32_t quantize(float x, const UniformGrid& g, int levels) {
+  if (g.scale == 0.0f) return 0;
+  const float v = std::floor((x - g.zero) / g.scale + 0.5f);
+  if (!(v > 0.0f)) return 0;
+  if (v >= static_cast<float>(levels)) return static_cast<uint32_t>(levels);
+  return static_cast<uint32_t>(v);
+}
+
+/// The quantized part of KIVI for one tensor (no sinks, no recent window).
+class KiviCore final : public Codec {
+ public:
+  KiviCore(CodecContext ctx, int bits, bool keys, size_t group, bool residual_fp32)
+      : Codec(std::move(ctx)), bits_(bits), levels_((1 << bits) - 1), keys_(keys), group_(group),
+        residual_fp32_(residual_fp32) {}
+
+  std::string spec() const override { return "kivi-core"; }  // never shown: Kivi wraps it
+
+  Encoded encode(const float* x, size_t n, const int32_t* positions) const override {
+    (void)positions;
+    Encoded e;
+    e.n_tokens = n;
+    e.dim = dim();
+    e.count = byte_count(n);
+    e.bytes.assign(e.count.total(), 0);
+    uint8_t* side = e.bytes.data();
+    uint8_t* payload = side + e.count.side;
+    uint8_t* residual = payload + e.count.payload;
+    const size_t nq = quantized_tokens(n);
+    if (keys_) encode_keys(x, nq, side, payload);
+    else encode_values(x, nq, side, payload);
+    bytes::store_full_precision(x + nq * dim(), (n - nq) * dim(), residual_fp32_, residual);
+    return e;
+  }
+
+  void decode(const Encoded& e, float* out) const override {
+    const size_t n = e.n_tokens;
+    const ByteCount c = byte_count(n);
+    if (e.dim != dim() || e.bytes.size() != c.total())
+      throw Error(fmt::format("codec 'kivi:{}': encoding of {} tokens holds {} bytes, expected {} for head_dim {}",
+                              bits_, n, e.bytes.size(), c.total(), dim()));
+    const uint8_t* side = e.bytes.data();
+    const uint8_t* payload = side + c.side;
+    const uint8_t* residual = payload + c.payload;
+    const size_t nq = quantized_tokens(n);
+    if (keys_) decode_keys(side, payload, nq, out);
+    else decode_values(side, payload, nq, out);
+    bytes::load_full_precision(residual, (n - nq) * dim(), residual_fp32_, out + nq * dim());
+  }
+
+  ByteCount byte_count(size_t n) const override {
+    const size_t d = dim();
+    const size_t nq = quantized_tokens(n);
+    const size_t n_groups = keys_ ? (nq / group_) * d : nq * (d / group_);
+    ByteCount c;
+    c.side = n_groups * kGroupSideBytes;
+    c.payload = bytes::packed_bytes(nq * d, bits_);
+    c.window = (n - nq) * d * bytes::full_precision_bytes(residual_fp32_);
+    return c;
+  }
+
+ private:
+  /// Tokens that get quantized: whole token groups for K, every token for V.
+  size_t quantized_tokens(size_t n) const { return keys_ ? (n / group_) * group_ : n; }
+
+  void encode_keys(const float* x, size_t nq, uint8_t* side, uint8_t* payload) const {
+    const size_t d = dim();
+    std::vector<float> mn(d), mx(d);
+    std::vector<UniformGrid> grid(d);
+    bytes::BitWriter bits(payload);
+    for (size_t t0 = 0; t0 < nq; t0 += group_) {
+      // Per-channel range over the group's tokens (row-wise sweep keeps the loads contiguous).
+      const float* xg = x + t0 * d;
+      std::fill(mn.begin(), mn.end(), std::numeric_limits<float>::infinity());
+      std::fill(mx.begin(), mx.end(), -std::numeric_limits<float>::infinity());
+      for (size_t t = 0; t < group_; ++t) {
+        const float* row = xg + t * d;
+        for (size_t c = 0; c < d; ++c) {
+          mn[c] = std::min(mn[c], row[c]);
+          mx[c] = std::max(mx[c], row[c]);
+        }
+      }
+      for (size_t c = 0; c < d; ++c) {
+        grid[c] = make_grid(mn[c], mx[c], levels_, side);
+        side += kGroupSideBytes;
+      }
+      for (size_t t = 0; t < group_; ++t) {
+        const float* row = xg + t * d;
+        for (size_t c = 0; c < d; ++c) bits.put(quantize(row[c], grid[c], levels_), bits_);
+      }
+    }
+    bits.flush();
+  }
+
+  void decode_keys(const uint8_t* side, const uint8_t* payload, size_t nq, float* out) const {
+    const size_t d = dim();
+    std::vector<UniformGrid> grid(d);
+    bytes::BitReader bits(payload);
+    for (size_t t0 = 0; t0 < nq; t0 += group_) {
+      for (size_t c = 0; c < d; ++c) {
+        grid[c] = read_grid(side);
+        side += kGroupSideBytes;
+      }
+      for (size_t t = 0; t < group_; ++t) {
+        float* row = out + (t0 + t) * d;
+        for (size_t c = 0; c < d; ++c) row[c] = grid[c].zero + static_cast<float>(bits.get(bits_)) * grid[c].scale;
+      }
+    }
+  }
+
+  void encode_values(const float* x, size_t nq, uint8_t* side, uint8_t* payload) const {
+    const size_t d = dim();
+    bytes::BitWriter bits(payload);
+    for (size_t t = 0; t < nq; ++t) {
+      for (size_t c0 = 0; c0 < d; c0 += group_) {
+        const float* xg = x + t * d + c0;
+        float mn = xg[0], mx = xg[0];
+        for (size_t c = 1; c < group_; ++c) {
+          mn = std::min(mn, xg[c]);
+          mx = std::max(mx, xg[c]);
+        }
+        const UniformGrid g = make_grid(mn, mx, levels_, side);
+        side += kGroupSideBytes;
+        for (size_t c = 0; c < group_; ++c) bits.put(quantize(xg[c], g, levels_), bits_);
+      }
+    }
+    bits.flush();
+  }
+
+  void decode_values(const uint8_t* side, const uint8_t* payload, size_t nq, float* out) const {
+    const size_t d = dim();
+    bytes::BitReader bits(payload);
+    for (size_t t = 0; t < nq; ++t) {
+      for (size_t c0 = 0; c0 < d; c0 += group_) {
+        const UniformGrid g = read_grid(side);
+        side += kGroupSideBytes;
+        float* yg = out + t * d + c0;
+        for (size_t c = 0; c < group_; ++c) yg[c] = g.zero + static_cast<float>(bits.get(bits_)) * g.scale;
+      }
+    }
+  }
+
+  int bits_;
+  int levels_;
+  bool keys_;
+  size_t group_;  ///< tokens per group (K) or channels per group (V)
+  bool residual_fp32_;
+};
+
+/// KIVI with its full-precision sinks and recent window: a facade over
+/// sinks(window(KiviCore)) that reports the kivi spec.
+class Kivi final : public Codec {
+ public:
+  Kivi(CodecContext ctx, std::string spec, std::unique_ptr<Codec> pipeline)
+      : Codec(std::move(ctx)), spec_(std::move(spec)), pipeline_(std::move(pipeline)) {}
+  std::string spec() const override { return spec_; }
+  Encoded encode(const float* x, size_t n, const int32_t* positions) const override {
+    return pipeline_->encode(x, n, positions);
+  }
+  void decode(const Encoded& e, float* out) const override { pipeline_->decode(e, out); }
+  ByteCount byte_count(size_t n) const override { return pipeline_->byte_count(n); }
+
+ private:
+  std::string spec_;
+  std::unique_ptr<Codec> pipeline_;
+};
+
+long read_nonnegative(const CodecArgs& args, const char* key, long fallback) {
+  const long v = args.get_int(key, fallback);
+  if (v < 0) throw UsageError(fmt::format("codec spec '{}': {}={} must be >= 0", args.spec, key, v));
+  return v;
+}
+
+long read_group(const CodecArgs& args, const char* key, long fallback) {
+  const long v = args.get_int(key, fallback);
+  if (v < 1) throw UsageError(fmt::format("codec spec '{}': {}={} must be a positive integer", args.spec, key, v));
+  return v;
+}
+
+bool read_fp32_flag(const CodecArgs& args, const char* key) {
+  const std::string v = args.get_string(key, "fp16");
+  if (v == "fp16") return false;
+  if (v == "fp32") return true;
+  throw UsageError(fmt::format("codec spec '{}': {}={} must be fp16 or fp32", args.spec, key, v));
+}
+
+}  // namespace
+
+std::unique_ptr<Codec> make_kivi(const CodecArgs& args, const CodecContext& ctx) {
+  const int bits = args.require_bits(1, 8);
+  if (ctx.tensor != "k" && ctx.tensor != "v")
+    throw UsageError(fmt::format("codec spec '{}': kivi codes keys (tensor k) and values (tensor v), not '{}'",
+                                 args.spec, ctx.tensor));
+  if (ctx.dim == 0) throw UsageError(fmt::format("codec spec '{}': head_dim is 0", args.spec));
+  const long group = read_group(args, "group", kDefaultGroup);
+  const long group_k = read_group(args, "group-k", group);
+  const long group_v_requested = read_group(args, "group-v", group);
+  const long window = read_nonnegative(args, "window", 0);
+  const long sinks = read_nonnegative(args, "sinks", 0);
+  const bool fp32 = read_fp32_flag(args, "window-dtype");
+  if (window > std::numeric_limits<int>::max() || sinks > std::numeric_limits<int>::max())
+    throw UsageError(fmt::format("codec spec '{}': window/sinks too large", args.spec));
+
+  // The V channel group never exceeds the row (head_dim 8 with group 32: one group per token);
+  // otherwise it must divide head_dim.
+  const size_t d = ctx.dim;
+  const size_t group_v = std::min(static_cast<size_t>(group_v_requested), d);
+  if (d % group_v != 0)
+    throw UsageError(fmt::format("codec spec '{}': head_dim {} is not a multiple of the {}-channel value group",
+                                 args.spec, d, group_v));
+
+  const bool keys = ctx.tensor == "k";
+  auto core = std::make_unique<KiviCore>(ctx, bits, keys, keys ? static_cast<size_t>(group_k) : group_v, fp32);
+  auto pipeline = wrap_with_sinks(wrap_with_window(std::move(core), static_cast<int>(window), fp32),
+                                  static_cast<int>(sinks), fp32);
+  std::string spec = fmt::format("kivi:{},group-k={},group-v={},window={},sinks={}", bits, group_k, group_v, window, sinks);
+  if (fp32) spec += ",window-dtype=fp32";
+  return std::make_unique<Kivi>(ctx, std::move(spec), std::move(pipeline));
+}
+
+}  // namespace tq

@@ -1,0 +1,64 @@
+#pragma once
+// The shared engine of `tq-mse` (TurboQuant-MSE / PolarQuant) and `eden`: per vector a scale
+// and d scalar codes of the normalised, rotated vector.
+//
+//   encode row x:  r = |x|, y = R (x / r), code_i = Q(y_i) with the Lloyd-Max codebook of the
+//                  coordinate law (exact sphere law of dimension d, or N(0, 1/d));
+//                  scale = r                       (tq-mse)
+//                  scale = r / <y, c>, c_i = centroid of code_i   (eden: unbiased <q, xhat>)
+//   decode row:    xhat = scale * R^T c
+//
+// Byte layout of one encoding of n rows (little endian), see docs/codec-spec.md:
+//   norm=fp16: [n x u16 fp16 scales][k x f32 escaped scales][ceil(n d b / 8) packed codes]
+//              A scale that fp16 cannot hold (> 65504, or nonzero below the smallest normal
+//              fp16 2^-14 where precision would be lost) is written as the escape 0x7C00 (+inf)
+//              and its fp32 value follows in the escape list, in row order.
+//   norm=fp32: [n x f32 scales][ceil(n d b / 8) packed codes]
+// Side bytes = scales (+ escapes); payload = packed codes.
+#include <memory>
+#include <string>
+
+#include "tq/codebook/scalar_codebook.h"
+#include "tq/codec/codec.h"
+#include "tq/rotation/rotation.h"
+
+namespace tq {
+
+enum class ScaleFormat { Fp16, Fp32 };
+
+struct RotatedScalarConfig {
+  std::string method;        ///< "tq-mse" or "eden"
+  int bits = 0;              ///< 1..8
+  std::string rotation;      ///< "haar", "hr" or "id"
+  ScaleFormat scale_format = ScaleFormat::Fp16;
+  bool gaussian_law = false; ///< false: exact sphere law; true: N(0, 1/d)
+  bool eden = false;         ///< eden scale r / <y, c> instead of r
+};
+
+class RotatedScalarCodec final : public Codec {
+ public:
+  RotatedScalarCodec(const RotatedScalarConfig& cfg, const CodecContext& ctx);
+  std::string spec() const override;
+  Encoded encode(const float* x, size_t n, const int32_t* positions) const override;
+  void decode(const Encoded& e, float* out) const override;
+  ByteCount byte_count(size_t n) const override;
+  /// Size of the encoding of n rows that starts at p (avail bytes readable): byte_count(n) plus
+  /// the escapes counted in the scale array. Lets a composite codec find where it ends.
+  size_t encoding_size(const uint8_t* p, size_t avail, size_t n) const;
+
+  const ScalarCodebook& codebook() const { return *codebook_; }
+  const Rotation& rotation() const { return *rotation_; }
+
+ private:
+  RotatedScalarConfig cfg_;
+  const ScalarCodebook* codebook_;
+  std::unique_ptr<Rotation> rotation_;
+};
+
+/// Parse the options shared by tq-mse and eden (rotation=, norm=, law=) and build the codec.
+std::unique_ptr<Codec> make_rotated_scalar(const CodecArgs& args, const CodecContext& ctx, bool eden);
+
+/// Seed of the rotation of a codec or rotation stage built for `ctx`.
+uint64_t rotation_seed(const CodecContext& ctx);
+
+}  // namespace tq

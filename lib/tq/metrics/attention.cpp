@@ -1,0 +1,341 @@
+// Attention fidelity, row by row in double precision: see attention.h for the definitions.
+#include "tq/metrics/attention.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "tq/core/error.h"
+#include "tq/metrics/inner_product.h"
+
+namespace tq::metrics {
+
+namespace {
+
+double safe_ratio(double num, double den) { return den > 0.0 ? num / den : 0.0; }
+
+void add_padded(std::vector<double>& a, const std::vector<double>& b) {
+  if (a.size() < b.size()) a.resize(b.size(), 0.0);
+  for (size_t i = 0; i < b.size(); ++i) a[i] += b[i];
+}
+
+void validate(const AttnOptions& opt) {
+  if (!(opt.scale > 0.0) || !std::isfinite(opt.scale)) {
+    throw Error("metrics: attention scale " + std::to_string(opt.scale) + " must be a positive number");
+  }
+  if (!(opt.softcap >= 0.0) || !std::isfinite(opt.softcap)) {
+    throw Error("metrics: logit softcap " + std::to_string(opt.softcap) + " must be >= 0 (0 = none)");
+  }
+  if (opt.top_k == 0) throw Error("metrics: top_k must be >= 1");
+  if (opt.query_stride == 0) throw Error("metrics: query_stride must be >= 1");
+}
+
+/// Below this the sink-excluded normaliser is recomputed with its own maximum (see below).
+constexpr double kReuseFloor = 1e-280;
+
+/// log Σ exp(l[i]) over i in [b, e) (non-empty), shifted by the maximum for stability.
+double log_sum_exp(const double* l, size_t b, size_t e) {
+  double m = -std::numeric_limits<double>::infinity();
+  for (size_t i = b; i < e; ++i) m = std::max(m, l[i]);
+  double z = 0.0;
+  for (size_t i = b; i < e; ++i) z += std::exp(l[i] - m);
+  return m + std::log(z);
+}
+
+/// Softmax of one row l[0..n) in the log domain: fills w[i] = exp(l[i] − m) with m = max l, so
+/// p_i = w[i] / z and log p_i = l_i − lse, where z = Σ w and lse = m + log z.
+struct Softmax {
+  double m = 0, z = 0, lse = 0;
+};
+Softmax softmax_row(const double* l, double* w, size_t n) {
+  Softmax r;
+  r.m = -std::numeric_limits<double>::infinity();
+  for (size_t i = 0; i < n; ++i) r.m = std::max(r.m, l[i]);
+  for (size_t i = 0; i < n; ++i) {
+    w[i] = std::exp(l[i] - r.m);
+    r.z += w[i];
+  }
+  r.lse = r.m + std::log(r.z);
+  return r;
+}
+
+/// KL(p ‖ p̂) over i in [b, e), p_i = w[i] · w_scale, log p_i = l_i − lse, log p̂_i = lh_i − lse_h.
+double kl_divergence(const double* w, double w_scale, const double* l, double lse, const double* lh,
+                     double lse_h, size_t b, size_t e) {
+  double kl = 0.0;
+  for (size_t i = b; i < e; ++i) kl += w[i] * w_scale * ((l[i] - lse) - (lh[i] - lse_h));
+  return kl;
+}
+
+/// Sink-excluded KL: p'_i = p_i / Σ_{j≥1} p_j for i ≥ 1 (likewise p̂'). The normaliser reuses the
+/// row's exponentials, z1 = Σ_{i≥1} w[i] (a sum of positive terms: no cancellation even when the
+/// sink holds almost all mass). Only if z1 or ẑ1 falls near underflow are the log-normalisers
+/// recomputed with their own maxima and p' re-exponentiated into `tmp`.
+double kl_without_sink(const double* l, const double* w, const Softmax& s, const double* lh,
+                       const double* wh, const Softmax& sh, size_t n, double* tmp) {
+  double z1 = 0, zh1 = 0;
+  for (size_t i = 1; i < n; ++i) {
+    z1 += w[i];
+    zh1 += wh[i];
+  }
+  if (z1 > kReuseFloor && zh1 > kReuseFloor) {
+    const double lse1 = s.m + std::log(z1), lse1_h = sh.m + std::log(zh1);
+    return kl_divergence(w, 1.0 / z1, l, lse1, lh, lse1_h, 1, n);
+  }
+  const double lse1 = log_sum_exp(l, 1, n), lse1_h = log_sum_exp(lh, 1, n);
+  for (size_t i = 1; i < n; ++i) tmp[i] = std::exp(l[i] - lse1);
+  return kl_divergence(tmp, 1.0, l, lse1, lh, lse1_h, 1, n);
+}
+
+/// Indices of the k' = min(k, n) largest l[0..n), largest first; ties go to the lower index
+/// (scan in index order, an entry displaces only a strictly smaller one).
+size_t top_k_indices(const double* l, size_t n, size_t k, size_t* out) {
+  const size_t kk = std::min(k, n);
+  size_t filled = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (filled == kk && !(l[i] > l[out[kk - 1]])) continue;
+    size_t pos = (filled < kk) ? filled++ : kk - 1;
+    while (pos > 0 && l[i] > l[out[pos - 1]]) {
+      out[pos] = out[pos - 1];
+      --pos;
+    }
+    out[pos] = i;
+  }
+  return kk;
+}
+
+}  // namespace
+
+AttnOptions attn_options_for(const LayerInfo& layer) {
+  AttnOptions o;
+  const std::string where = "metrics: layer " + std::to_string(layer.index) + ": ";
+  if (!(layer.attn_scale > 0.0) || !std::isfinite(layer.attn_scale)) {
+    throw Error(where + "attn_scale " + std::to_string(layer.attn_scale) + " is not a positive number");
+  }
+  o.scale = layer.attn_scale;
+  if (layer.sliding_window) {
+    if (*layer.sliding_window < 0) {
+      throw Error(where + "sliding_window " + std::to_string(*layer.sliding_window) + " is negative");
+    }
+    o.sliding_window = static_cast<size_t>(*layer.sliding_window);
+  }
+  if (layer.logit_softcap) {
+    if (!(*layer.logit_softcap >= 0.0) || !std::isfinite(*layer.logit_softcap)) {
+      throw Error(where + "logit_softcap " + std::to_string(*layer.logit_softcap) + " is not >= 0");
+    }
+    o.softcap = *layer.logit_softcap;
+  }
+  return o;
+}
+
+size_t attn_pos_bin(size_t t) { return t < 2 ? 0 : static_cast<size_t>(std::bit_width(t)) - 1; }
+
+void AttnStats::merge(const AttnStats& o) {
+  n_pos += o.n_pos;
+  sum_kl += o.sum_kl;
+  n_pos_nosink += o.n_pos_nosink;
+  sum_kl_nosink += o.sum_kl_nosink;
+  n_top1 += o.n_top1;
+  sum_topk += o.sum_topk;
+  n_pos_values += o.n_pos_values;
+  sum_out_err_sq += o.sum_out_err_sq;
+  sum_out_sq += o.sum_out_sq;
+  n_out_ratio += o.n_out_ratio;
+  sum_out_ratio += o.sum_out_ratio;
+  sum_wv_err += o.sum_wv_err;
+  sum_wv_norm += o.sum_wv_norm;
+  for (size_t b = 0; b < kAttnPosBins; ++b) {
+    bin_n[b] += o.bin_n[b];
+    bin_kl[b] += o.bin_kl[b];
+  }
+  add_padded(pos_n, o.pos_n);
+  add_padded(pos_kl, o.pos_kl);
+  add_padded(pos_out_err_sq, o.pos_out_err_sq);
+  add_padded(pos_out_sq, o.pos_out_sq);
+}
+
+AttnSummary AttnStats::summary() const {
+  AttnSummary r;
+  r.n_pos = n_pos;
+  r.has_values = n_pos_values > 0;
+  const double n = static_cast<double>(n_pos);
+  r.kl = safe_ratio(sum_kl, n);
+  r.kl_nosink = safe_ratio(sum_kl_nosink, static_cast<double>(n_pos_nosink));
+  r.top1 = safe_ratio(static_cast<double>(n_top1), n);
+  r.topk = safe_ratio(sum_topk, n);
+  r.out_err = std::sqrt(safe_ratio(sum_out_err_sq, sum_out_sq));
+  r.out_err_mean_ratio = safe_ratio(sum_out_ratio, static_cast<double>(n_out_ratio));
+  r.wv_err = safe_ratio(sum_wv_err, static_cast<double>(n_pos_values));
+  r.wv_nerr = safe_ratio(sum_wv_err, sum_wv_norm);
+  for (size_t b = 0; b < kAttnPosBins; ++b) {
+    if (bin_n[b] == 0) continue;
+    AttnBin bin;
+    bin.lo = b == 0 ? 0 : size_t{1} << b;
+    bin.hi = b + 1 < kAttnPosBins ? size_t{1} << (b + 1) : std::numeric_limits<size_t>::max();
+    bin.n = bin_n[b];
+    bin.kl = bin_kl[b] / static_cast<double>(bin_n[b]);
+    r.bins.push_back(bin);
+  }
+  return r;
+}
+
+AttnStats attention_head(const float* q, const float* k, const float* v, const float* khat,
+                         const float* vhat, size_t T, size_t d, const AttnOptions& opt) {
+  validate(opt);
+  if ((v == nullptr) != (vhat == nullptr)) {
+    throw Error("metrics: attention needs both v and its reconstruction, or neither");
+  }
+  const bool values = v != nullptr;
+  AttnStats st;
+  st.pos_n.assign(T, 0.0);
+  st.pos_kl.assign(T, 0.0);
+  if (values) {
+    st.pos_out_err_sq.assign(T, 0.0);
+    st.pos_out_sq.assign(T, 0.0);
+  }
+
+  // Per-key value errors and norms, computed once: err_v[s] = ‖v_s − v̂_s‖², norm_v[s] = ‖v_s‖².
+  std::vector<double> err_v, norm_v;
+  if (values) {
+    err_v.resize(T);
+    norm_v.resize(T);
+    for (size_t s = 0; s < T; ++s) {
+      double e2 = 0, n2 = 0;
+      for (size_t i = 0; i < d; ++i) {
+        const double a = static_cast<double>(v[s * d + i]);
+        const double e = a - static_cast<double>(vhat[s * d + i]);
+        e2 += e * e;
+        n2 += a * a;
+      }
+      err_v[s] = e2;
+      norm_v[s] = n2;
+    }
+  }
+
+  // Row buffers, reused for every position (indexed by s − s0).
+  std::vector<double> qd(d), l(T), lh(T), w(T), wh(T), tmp(T), o(d), oh(d);
+  std::vector<size_t> top(opt.top_k), top_h(opt.top_k);
+  const bool cap = opt.softcap > 0.0;
+  const double c = opt.softcap;
+
+  // First counted position: the least multiple of query_stride that is >= min_pos.
+  const size_t stride = opt.query_stride;
+  const size_t t_first = (opt.min_pos + stride - 1) / stride * stride;
+  for (size_t t = t_first; t < T; t += stride) {
+    const size_t s0 = (opt.sliding_window > 0 && t + 1 > opt.sliding_window) ? t + 1 - opt.sliding_window : 0;
+    const size_t n = t - s0 + 1;
+    for (size_t i = 0; i < d; ++i) qd[i] = static_cast<double>(q[t * d + i]);
+
+    // Logits of the window, original and reconstructed.
+    for (size_t j = 0; j < n; ++j) {
+      const float* kr = k + (s0 + j) * d;
+      const float* hr = khat + (s0 + j) * d;
+      double a = 0, ah = 0;
+      for (size_t i = 0; i < d; ++i) {
+        a += qd[i] * static_cast<double>(kr[i]);
+        ah += qd[i] * static_cast<double>(hr[i]);
+      }
+      a *= opt.scale;
+      ah *= opt.scale;
+      if (cap) {
+        a = c * std::tanh(a / c);
+        ah = c * std::tanh(ah / c);
+      }
+      l[j] = a;
+      lh[j] = ah;
+    }
+
+    // KL over the full window.
+    const Softmax sm = softmax_row(l.data(), w.data(), n);
+    const Softmax smh = softmax_row(lh.data(), wh.data(), n);
+    const double kl = kl_divergence(w.data(), 1.0 / sm.z, l.data(), sm.lse, lh.data(), smh.lse, 0, n);
+    st.n_pos += 1;
+    st.sum_kl += kl;
+    const size_t bin = attn_pos_bin(t);
+    st.bin_n[bin] += 1;
+    st.bin_kl[bin] += kl;
+    st.pos_n[t] += 1.0;
+    st.pos_kl[t] += kl;
+
+    // Sink-excluded KL: renormalise over s >= 1 (identity when token 0 is outside the window).
+    if (t >= 1) {
+      const double kl1 =
+          s0 == 0 ? kl_without_sink(l.data(), w.data(), sm, lh.data(), wh.data(), smh, n, tmp.data()) : kl;
+      st.n_pos_nosink += 1;
+      st.sum_kl_nosink += kl1;
+    }
+
+    // Top-1 / top-k agreement.
+    const size_t kk = top_k_indices(l.data(), n, opt.top_k, top.data());
+    top_k_indices(lh.data(), n, opt.top_k, top_h.data());
+    if (top[0] == top_h[0]) st.n_top1 += 1;
+    size_t common = 0;
+    for (size_t a = 0; a < kk; ++a) {
+      for (size_t b = 0; b < kk; ++b) {
+        if (top[a] == top_h[b]) {
+          ++common;
+          break;
+        }
+      }
+    }
+    st.sum_topk += static_cast<double>(common) / static_cast<double>(kk);
+
+    // Outputs and attention-weighted value error.
+    if (values) {
+      std::fill(o.begin(), o.end(), 0.0);
+      std::fill(oh.begin(), oh.end(), 0.0);
+      double wv_err = 0, wv_norm = 0;
+      const double inv_z = 1.0 / sm.z, inv_zh = 1.0 / smh.z;
+      for (size_t j = 0; j < n; ++j) {
+        const size_t s = s0 + j;
+        const double p = w[j] * inv_z;
+        const double ph = wh[j] * inv_zh;
+        const float* vr = v + s * d;
+        const float* hr = vhat + s * d;
+        for (size_t i = 0; i < d; ++i) {
+          o[i] += p * static_cast<double>(vr[i]);
+          oh[i] += ph * static_cast<double>(hr[i]);
+        }
+        wv_err += p * err_v[s];
+        wv_norm += p * norm_v[s];
+      }
+      double e2 = 0, o2 = 0;
+      for (size_t i = 0; i < d; ++i) {
+        const double e = o[i] - oh[i];
+        e2 += e * e;
+        o2 += o[i] * o[i];
+      }
+      st.n_pos_values += 1;
+      st.sum_out_err_sq += e2;
+      st.sum_out_sq += o2;
+      if (o2 > 0.0) {
+        st.n_out_ratio += 1;
+        st.sum_out_ratio += std::sqrt(e2 / o2);
+      }
+      st.sum_wv_err += wv_err;
+      st.sum_wv_norm += wv_norm;
+      st.pos_out_err_sq[t] += e2;
+      st.pos_out_sq[t] += o2;
+    }
+  }
+  return st;
+}
+
+std::vector<AttnStats> attention_layer(const float* q, int n_heads, const float* k, const float* v,
+                                       const float* khat, const float* vhat, int n_kv_heads,
+                                       size_t T, size_t d, const AttnOptions& opt) {
+  std::vector<AttnStats> out;
+  out.reserve(static_cast<size_t>(n_heads > 0 ? n_heads : 0));
+  const size_t hs = T * d;
+  for (int h = 0; h < n_heads; ++h) {
+    const size_t g = static_cast<size_t>(kv_head_for(h, n_heads, n_kv_heads));
+    out.push_back(attention_head(q + static_cast<size_t>(h) * hs, k + g * hs,
+                                 v ? v + g * hs : nullptr, khat + g * hs,
+                                 vhat ? vhat + g * hs : nullptr, T, d, opt));
+  }
+  return out;
+}
+
+}  // namespace tq::metrics
