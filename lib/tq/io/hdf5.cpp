@@ -153,7 +153,13 @@ File open_file(const std::string& path, bool writable) {
 
 File create_file(const std::string& path) {
   silence_errors();
-  File f(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+  // Objects carry no modification times: the same content gives the same bytes (HDF5 would
+  // otherwise stamp every object header with the creation second).
+  PropList fcpl(H5Pcreate(H5P_FILE_CREATE));
+  if (!fcpl.valid() || H5Pset_obj_track_times(fcpl.get(), false) < 0) {
+    fail_hdf5(path, "", "cannot create file property list");
+  }
+  File f(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.get(), H5P_DEFAULT));
   if (!f.valid()) fail_hdf5(path, "", "cannot create HDF5 file");
   return f;
 }
@@ -191,7 +197,11 @@ Group open_group(hid_t loc, const std::string& path, const std::string& file,
 Group create_group(hid_t loc, const std::string& path, const std::string& file,
                    const std::string& object) {
   silence_errors();
-  Group g(H5Gcreate2(loc, path.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  PropList gcpl(H5Pcreate(H5P_GROUP_CREATE));
+  if (!gcpl.valid() || H5Pset_obj_track_times(gcpl.get(), false) < 0) {
+    fail_hdf5(file, object, "cannot create group property list");
+  }
+  Group g(H5Gcreate2(loc, path.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT));
   if (!g.valid()) fail_hdf5(file, object, "cannot create group");
   return g;
 }
@@ -230,6 +240,9 @@ Dataset create_dataset(hid_t loc, const std::string& name, hid_t file_type,
   Dataspace space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr));
   PropList dcpl(H5Pcreate(H5P_DATASET_CREATE));
   if (!space.valid() || !dcpl.valid()) fail_hdf5(file, object, "cannot create dataspace");
+  if (H5Pset_obj_track_times(dcpl.get(), false) < 0) {
+    fail_hdf5(file, object, "cannot disable object time tracking");
+  }
   if (!layout.chunk.empty()) {
     if (layout.chunk.size() != dims.size() ||
         H5Pset_chunk(dcpl.get(), static_cast<int>(dims.size()), layout.chunk.data()) < 0) {
