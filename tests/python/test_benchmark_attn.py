@@ -77,7 +77,7 @@ def test_fp16_attention_matches_numpy_reference():
 
 def test_tq_mse_attention_matches_numpy_reference():
     build = os.environ.get("TQ_BUILD_DIR", "")
-    if not os.path.isdir(os.path.join(build, "python", "tq")):
+    if not build or not os.path.isdir(os.path.join(build, "python", "tq")):
         pytest.skip("tq python module not built ($TQ_BUILD_DIR/python/tq missing)")
     sys.path.insert(0, os.path.join(build, "python"))
     import tq  # noqa: E402
