@@ -96,3 +96,21 @@ def test_tq_mse_attention_matches_numpy_reference():
 
     pooled = compare(out, q, k, v, recon(k, "k"), recon(v, "v"), scale, n_kv)
     assert pooled["attn_kl"] > 1e-3  # 2-bit keys visibly change attention
+
+
+def test_non_finite_value_is_one_line_naming_file_layer_dataset(tmp_path):
+    import shutil
+
+    bad = tmp_path / "nan.h5"
+    shutil.copy(DUMP, bad)
+    with h5py.File(bad, "r+") as f:
+        f["layers"]["3"]["v"][1, 17, 5] = np.nan
+    out = tmp_path / "out.json"
+    proc = subprocess.run([tq_bin(), "benchmark", "--input", str(bad), "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "nan.h5" in lines[0] and "layers/3/v" in lines[0] and "head 1" in lines[0], lines[0]
+    assert not out.exists()

@@ -278,8 +278,8 @@ TEST_CASE("benchmark: iid Gaussian source is one head of seeded N(0,1) data") {
   CHECK(a.k.data == b.k.data);
   double s = 0, s2 = 0;
   for (float x : a.k.data) {
-    s += x;
-    s2 += static_cast<double>(x) * x;
+    s += static_cast<double>(x);
+    s2 += static_cast<double>(x) * static_cast<double>(x);
   }
   CHECK(std::abs(s / 1600) < 0.1);
   CHECK(std::abs(s2 / 1600 - 1.0) < 0.1);
