@@ -2,6 +2,7 @@
 // of codecs and reports real bytes and error per (layer, head, tensor, codec), attention
 // fidelity per (layer, query head, K codec, V codec), pooled summaries, Pareto fronts and the
 // worst heads. The driver is lib/tq/bench; flags, columns and formulas: docs/benchmark.md.
+#include <cstdio>
 #include <filesystem>
 #include <memory>
 
@@ -44,6 +45,7 @@ struct BenchmarkCliConfig {
   int64_t bootstrap_block = 0;
   int worst = 3;
   std::string tables = "auto";
+  bool timing = false;
 };
 
 const char* const kTableNames[] = {"overview", "summary", "attn_summary", "pareto", "worst_heads", "rows", "attention"};
@@ -108,12 +110,19 @@ bench::BenchConfig make_config(const BenchmarkCliConfig& c, const RunContext& rc
 Report run(const BenchmarkCliConfig& c, const RunContext& rc) {
   const bench::BenchConfig b = make_config(c, rc);
   std::unique_ptr<Progress> bar;
-  Report r = bench::run_benchmark(b, [&](size_t done, size_t total) {
-    if (!bar) bar = std::make_unique<Progress>(rc, "benchmark: layers", total);
-    bar->advance(1);
-    (void)done;
-  });
+  bench::BenchTiming tm;
+  Report r = bench::run_benchmark(
+      b,
+      [&](size_t done, size_t total) {
+        if (!bar) bar = std::make_unique<Progress>(rc, "benchmark: layers", total);
+        bar->advance(1);
+        (void)done;
+      },
+      &tm);
   if (bar) bar->finish();
+  if (c.timing)
+    std::fprintf(stderr, "tq benchmark: read %.3f s, code %.3f s, ip+attention %.3f s, pooling %.3f s (%d threads)\n",
+                 tm.read, tm.code, tm.metrics, tm.pool, rc.threads);
   return r;
 }
 
@@ -171,6 +180,8 @@ void add_benchmark_command(CLI::App& root, Context& ctx) {
   cmd.option("--tables", cfg->tables,
              "Tables to output: auto (compact for --format table, all otherwise), all, or a list of overview, "
              "summary, attn_summary, pareto, worst_heads, rows, attention");
+  cmd.flag("--timing", cfg->timing,
+           "Print wall seconds per stage (read, code, ip+attention, pooling) to stderr; not part of the report");
   cmd.on_run([cfg](const RunContext& rc) { return run(*cfg, rc); });
 }
 

@@ -130,10 +130,18 @@ std::unique_ptr<Source> gaussian_source(size_t d, size_t T, uint64_t seed);
 /// Progress callback: (layers done, layers total), called on the calling thread.
 using ProgressFn = std::function<void(size_t, size_t)>;
 
+/// Wall-clock seconds spent in each stage (for `--timing`; never part of the report).
+struct BenchTiming {
+  double read = 0;     ///< reading (or generating) layers, token selection, random queries
+  double code = 0;     ///< building codecs, encode + decode + reconstruction metrics (parallel)
+  double metrics = 0;  ///< inner products and attention (parallel)
+  double pool = 0;     ///< merging, rows, summaries, bootstrap, Pareto
+};
+
 /// Run the benchmark and build the report (tables, extra sections, notes; the caller adds
 /// command/config/run). Validates everything it can (specs, bits, dims, selections) before the
 /// first layer is coded. Throws tq::Error / UsageError with one line on bad input.
-Report run_benchmark(const BenchConfig& c, const ProgressFn& progress = {});
+Report run_benchmark(const BenchConfig& c, const ProgressFn& progress = {}, BenchTiming* timing = nullptr);
 
 /// Asymptotic bits per element of a codec (T -> infinity): the marginal cost of 2^20 more
 /// tokens, (bytes(2^21) - bytes(2^20)) * 8 / (2^20 d). NaN when the codec cannot say.

@@ -11,6 +11,7 @@ namespace tq::bench {
 
 template <class F>
 void parallel_tasks(size_t n, F&& f) {
+  if (n == 0) return;
   std::vector<std::exception_ptr> errors(n);
 #pragma omp parallel for schedule(dynamic, 1)
   for (long i = 0; i < static_cast<long>(n); ++i) {

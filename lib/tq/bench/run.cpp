@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -75,7 +76,10 @@ double asymptotic_bits(const Codec& codec) {
   }
 }
 
-Report run_benchmark(const BenchConfig& c, const ProgressFn& progress) {
+Report run_benchmark(const BenchConfig& c, const ProgressFn& progress, BenchTiming* timing) {
+  BenchTiming tm;
+  using Clock = std::chrono::steady_clock;
+  const auto secs = [](Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); };
   // ---- validate flags, expand the sweep, open the inputs --------------------------------------
   if (c.seeds < 1) throw UsageError(fmt::format("--seeds: {} must be at least 1", c.seeds));
   if (c.max_queries < 0) throw UsageError(fmt::format("--max-queries: {} must be >= 0", c.max_queries));
@@ -190,6 +194,7 @@ Report run_benchmark(const BenchConfig& c, const ProgressFn& progress) {
 
     for (int layer : plan.layers) {
       // Read on this thread only (HDF5), then compute in parallel.
+      auto t0 = Clock::now();
       LayerData ld = src.read_layer(layer, want_ip);
       ld.k = select_tokens(std::move(ld.k), plan.tokens);
       ld.v = select_tokens(std::move(ld.v), plan.tokens);
@@ -220,6 +225,7 @@ Report run_benchmark(const BenchConfig& c, const ProgressFn& progress) {
           if (std::find(kv_heads.begin(), kv_heads.end(), g) != kv_heads.end()) q_heads.push_back(h);
         }
       }
+      tm.read += secs(t0);
       metrics::AttnOptions aopt;
       if (do_attn) {
         aopt = metrics::attn_options_for(li);
@@ -245,6 +251,7 @@ Report run_benchmark(const BenchConfig& c, const ProgressFn& progress) {
         for (auto& t : khat) t = Tensor3{static_cast<size_t>(li.n_kv_heads), T, d, std::vector<float>(ld.k.size())};
         for (auto& t : vhat) t = Tensor3{static_cast<size_t>(li.n_kv_heads), T, d, std::vector<float>(ld.v.size())};
         std::vector<CodedHead> coded(t1.size());
+        t0 = Clock::now();
         parallel_tasks(t1.size(), [&](size_t i) {
           const Task1& task = t1[i];
           const int head = kv_heads[task.head_pos];
@@ -266,6 +273,7 @@ Report run_benchmark(const BenchConfig& c, const ProgressFn& progress) {
           coded[i].recon = metrics::ReconStats::of_head(xs, xh.at(static_cast<size_t>(head)), T, d);
         });
 
+        tm.code += secs(t0);
         // Phase 2: inner products (K codec, query head) and attention (pair, query head).
         struct Task2 {
           bool attn;
@@ -281,6 +289,7 @@ Report run_benchmark(const BenchConfig& c, const ProgressFn& progress) {
             for (size_t qp = 0; qp < q_heads.size(); ++qp) t2.push_back({true, pi, qp});
         std::vector<metrics::IpStats> ip(t2.size());
         std::vector<metrics::AttnStats> at(t2.size());
+        t0 = Clock::now();
         parallel_tasks(t2.size(), [&](size_t i) {
           const Task2& task = t2[i];
           const int h = q_heads[task.qh_pos];
@@ -294,7 +303,9 @@ Report run_benchmark(const BenchConfig& c, const ProgressFn& progress) {
           }
         });
 
+        tm.metrics += secs(t0);
         // Merge in fixed order.
+        t0 = Clock::now();
         for (size_t i = 0; i < t1.size(); ++i) {
           const Task1& task = t1[i];
           const int head = kv_heads[task.head_pos];
@@ -319,14 +330,18 @@ Report run_benchmark(const BenchConfig& c, const ProgressFn& progress) {
           const int h = q_heads[t2[j].qh_pos];
           pool.add_attention(layer, h, metrics::kv_head_for(h, li.n_heads, li.n_kv_heads), t2[j].index, s, at[j]);
         }
+        tm.pool += secs(t0);
       }
       ++layers_done;
       if (progress) progress(layers_done, total_layers);
     }
+    const auto t0 = Clock::now();
     pool.end_input();
+    tm.pool += secs(t0);
   }
 
   Report r = pool.report();
+  if (timing) *timing = tm;
   for (auto& n : notes) r.notes.push_back(std::move(n));
   return r;
 }
