@@ -120,6 +120,7 @@ Report run(const BenchmarkCliConfig& c, const RunContext& rc) {
       },
       &tm);
   if (bar) bar->finish();
+  if (c.input.empty() && c.synthetic.empty()) r.config["input"] = b.inputs;  // the default, resolved
   if (c.timing)
     std::fprintf(stderr, "tq benchmark: read %.3f s, code %.3f s, ip+attention %.3f s, pooling %.3f s (%d threads)\n",
                  tm.read, tm.code, tm.metrics, tm.pool, rc.threads);
