@@ -20,6 +20,7 @@ using AddCommand = void (*)(CLI::App&, tq::app::Context&);
 // The subcommands, in `tq --help` order. A new apps/tq/<name>.cpp adds one line here and one
 // declaration in commands.h.
 constexpr AddCommand kCommands[] = {
+    &tq::app::add_benchmark_command,
     &tq::app::add_info_command,
     &tq::app::add_inspect_command,
     &tq::app::add_synth_command,
