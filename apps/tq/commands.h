@@ -9,5 +9,6 @@ namespace tq::app {
 void add_info_command(CLI::App& root, Context& ctx);
 void add_inspect_command(CLI::App& root, Context& ctx);
 void add_synth_command(CLI::App& root, Context& ctx);
+void add_codebook_command(CLI::App& root, Context& ctx);
 
 }  // namespace tq::app
