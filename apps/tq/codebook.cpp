@@ -18,6 +18,7 @@
 #include "tq/codebook/design.h"
 #include "tq/core/error.h"
 #include "tq/core/rng.h"
+#include "tq/io/dump.h"
 #include "tq/rotation/rotation.h"
 
 namespace tq::app {
@@ -96,8 +97,10 @@ codebook::ProblemSpec problem_spec(const std::string& source, const std::string&
 }
 
 void add_values(Table& t, const std::string& name, const codebook::ObjectiveValue& tr, const codebook::ObjectiveValue& ho) {
-  t.add({name, tr.value, ho.value, tr.nmse, ho.nmse, std::isnan(tr.out_err) ? Cell{} : Cell{tr.out_err},
-         std::isnan(ho.out_err) ? Cell{} : Cell{ho.out_err}});
+  Cell a, b;
+  if (!std::isnan(tr.out_err)) a = tr.out_err;
+  if (!std::isnan(ho.out_err)) b = ho.out_err;
+  t.add({name, tr.value, ho.value, tr.nmse, ho.nmse, a, b});
 }
 
 Table meta_table(const CodebookFile& f) {
@@ -125,9 +128,11 @@ Table meta_table(const CodebookFile& f) {
 
 Table centroid_table(const CodebookFile& f) {
   Table t{"centroids", {"index", "centroid", "upper_boundary"}, {}};
-  for (size_t i = 0; i < f.cb.centroids.size(); ++i)
-    t.add({static_cast<int64_t>(i), static_cast<double>(f.cb.centroids[i]),
-           i < f.cb.boundaries.size() ? Cell{static_cast<double>(f.cb.boundaries[i])} : Cell{}});
+  for (size_t i = 0; i < f.cb.centroids.size(); ++i) {
+    Cell upper;
+    if (i < f.cb.boundaries.size()) upper = static_cast<double>(f.cb.boundaries[i]);
+    t.add({static_cast<int64_t>(i), static_cast<double>(f.cb.centroids[i]), upper});
+  }
   return t;
 }
 
@@ -258,6 +263,84 @@ Report run_list(const std::string& dir) {
   return r;
 }
 
+struct CompareConfig {
+  std::string source;
+  std::string heldout;
+  int bits = 2;
+  std::string layers = "all";
+  std::string heads = "all";
+  std::string tensors = "k,v";
+  std::string rotation = "haar";
+  int query_stride = 1;
+};
+
+double gain_pct(double analytic, double data) { return analytic > 0.0 ? 100.0 * (analytic - data) / analytic : 0.0; }
+
+Report run_compare(const CompareConfig& c, const RunContext& rc) {
+  if (c.source.rfind("dump:", 0) != 0) throw UsageError("--source must be dump:PATH for a data comparison");
+  if (c.bits < 1 || c.bits > 8) throw UsageError(fmt::format("--bits: {} is not in 1..8", c.bits));
+  const std::vector<std::string> tensors = parse_name_list(c.tensors, "--tensors");
+  for (const auto& t : tensors)
+    if (t != "k" && t != "v") throw UsageError(fmt::format("--tensors: '{}' is not k or v", t));
+  DumpReader reader(c.source.substr(5));
+  const DumpInfo& info = reader.info();
+  std::vector<int> layers = parse_index_list(c.layers, "--layers");
+  if (layers.empty())
+    for (const auto& l : info.layers) layers.push_back(l.index);
+  const std::vector<int> heads_sel = parse_index_list(c.heads, "--heads");
+  Table t{"compare",
+          {"layer", "head", "tensor", "samples", "ks", "ks_null", "nmse_analytic", "nmse_data", "nmse_gain_pct", "kl_analytic",
+           "kl_data", "kl_gain_pct"},
+          {}};
+  size_t total = 0;
+  for (int l : layers) {
+    const int nkv = info.layer(l).n_kv_heads;
+    total += tensors.size() * (heads_sel.empty() ? static_cast<size_t>(nkv) : heads_sel.size());
+  }
+  Progress progress(rc, "compare", total);
+  for (int l : layers) {
+    std::vector<int> heads = heads_sel;
+    if (heads.empty())
+      for (int h = 0; h < info.layer(l).n_kv_heads; ++h) heads.push_back(h);
+    for (int h : heads) {
+      for (const auto& tensor : tensors) {
+        const codebook::ProblemSpec ps =
+            problem_spec(c.source, c.heldout, tensor == "k" ? "attention" : "mse", std::to_string(l), std::to_string(h), tensor,
+                         c.rotation, rc.common.seed, 1024, c.query_stride);
+        const auto problem = codebook::make_problem(ps);
+        codebook::SolveSpec ss;
+        ss.bits = c.bits;
+        const codebook::SolveResult res = codebook::solve(*problem, ps, ss);
+        const ScalarCodebook analytic = problem->analytic(c.bits);
+        const auto ha = problem->heldout(analytic);
+        const auto& smp = *problem->train_samples();
+        const auto d = static_cast<size_t>(problem->dim());
+        Cell kla, kld, klg;
+        if (tensor == "k") {
+          kla = ha.value;
+          kld = res.heldout.value;
+          klg = gain_pct(ha.value, res.heldout.value);
+        }
+        t.add({int64_t{l}, int64_t{h}, tensor, static_cast<int64_t>(smp.size()), codebook::ks_sphere(smp, d),
+               codebook::ks_sphere_null(smp.size() / d, d, seed_for(rc.common.seed, l, h, tensor)), ha.nmse, res.heldout.nmse,
+               gain_pct(ha.nmse, res.heldout.nmse), kla, kld, klg});
+        progress.advance();
+      }
+    }
+  }
+  progress.finish();
+  Report r;
+  r.inputs.push_back(Json{{"path", c.source.substr(5)}});
+  r.tables.push_back(std::move(t));
+  r.notes.push_back(fmt::format("data codebook = sample Lloyd-Max per (layer, head, tensor) on the train part at {} bits; "
+                                "values on the held-out part ({})",
+                                c.bits, c.heldout.empty() ? "second half of the tokens" : c.heldout));
+  r.notes.push_back("ks: KS distance of the normalised rotated train coordinates from the sphere (Beta) law; ks_null: the "
+                    "same for as many uniform random unit vectors");
+  r.notes.push_back("kl: attn_kl (nats per query) with K coded and V exact, real queries; gain_pct = 100 (analytic - data) / analytic");
+  return r;
+}
+
 }  // namespace
 
 void add_codebook_command(CLI::App& root, Context& ctx) {
@@ -307,6 +390,21 @@ void add_codebook_command(CLI::App& root, Context& ctx) {
     cmd.option("--source", cfg->source, "Evaluate on this source instead of the file's (e.g. another dump)")->type_name("SRC");
     cmd.option("--law-samples", cfg->law_samples, "Fresh samples drawn from a law source");
     cmd.on_run([cfg](const RunContext& rc) { return run_verify(*cfg, rc); });
+  }
+  {
+    auto cfg = std::make_shared<CompareConfig>();
+    Command& cmd = ctx.add_command(*grp, "compare",
+                                   "Per layer/head/K-V: distance of rotated real coordinates from the Beta law and what a data codebook gains");
+    cmd.option("--source", cfg->source, "dump:PATH to train on (and measure the KS distance)")->type_name("SRC");
+    cmd.require("--source");
+    cmd.option("--heldout", cfg->heldout, "dump:PATH held-out prompt (default: second half of the tokens)")->type_name("SRC");
+    cmd.option("--bits", cfg->bits, "Bits per coordinate, 1..8");
+    cmd.option("--layers", cfg->layers, "Layers: all, or a list such as 0,2,5-7");
+    cmd.option("--heads", cfg->heads, "KV heads: all, or a list");
+    cmd.option("--tensors", cfg->tensors, "k, v or k,v");
+    cmd.option("--rotation", cfg->rotation, "Codec rotation: haar, hr or id");
+    cmd.option("--query-stride", cfg->query_stride, "attention: count queries t with t % stride == 0");
+    cmd.on_run([cfg](const RunContext& rc) { return run_compare(*cfg, rc); });
   }
   {
     auto dir = std::make_shared<std::string>();

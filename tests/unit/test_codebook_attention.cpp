@@ -26,8 +26,8 @@ const std::string kB = std::string(TQ_SOURCE_DIR) + "/data/smollm2_b.h5";
 
 TEST_CASE("attention objective on SmolLM2 (all layers, real Q/K): 2 bits >= 1e-4 nats and >= 2x the 3-bit value") {
   cb::ProblemSpec ps;
-  ps.source = "dump:" + kA;
-  ps.heldout = "dump:" + kB;
+  ps.source = std::string("dump:") + kA;
+  ps.heldout = std::string("dump:") + kB;
   ps.objective = cb::ObjectiveKind::Attention;
   const auto p = cb::make_problem(ps);
   CHECK(p->dim() == 64);
@@ -56,7 +56,7 @@ TEST_CASE("attention / ip objectives equal the metrics of the real tq-mse codec 
     tq::CodecContext ctx;
     ctx.dim = d;
     ctx.seed = tq::seed_for(seed, layer, h, "k");
-    ctx.tensor = "k";
+    ctx.tensor = std::string("k");
     const auto codec = tq::make_codec("tq-mse:2", ctx);
     codec->decode(codec->encode(k.at(static_cast<size_t>(h)), T, nullptr), khat.at(static_cast<size_t>(h)));
   }
@@ -70,8 +70,8 @@ TEST_CASE("attention / ip objectives equal the metrics of the real tq-mse codec 
   for (const auto& s : ip_heads) ip.merge(s);
 
   cb::ProblemSpec ps;
-  ps.source = "dump:" + kA;
-  ps.heldout = "dump:" + kB;
+  ps.source = std::string("dump:") + kA;
+  ps.heldout = std::string("dump:") + kB;
   ps.layers = {layer};
   ps.seed = seed;
   ps.objective = cb::ObjectiveKind::Attention;
@@ -86,7 +86,7 @@ TEST_CASE("attention / ip objectives equal the metrics of the real tq-mse codec 
 
 TEST_CASE("dump solves: sample Lloyd-Max beats the analytic codebook on train; token split; per-tensor scope; errors") {
   cb::ProblemSpec ps;
-  ps.source = "dump:" + kA;
+  ps.source = std::string("dump:") + kA;
   ps.layers = {0, 1};
   ps.heads = {};
   const auto p = cb::make_problem(ps);
@@ -99,15 +99,15 @@ TEST_CASE("dump solves: sample Lloyd-Max beats the analytic codebook on train; t
   CHECK(std::isfinite(r.heldout.value));
   // one layer, one head -> a per-tensor codebook; cma-es on the attention objective never worse
   cb::ProblemSpec one;
-  one.source = "dump:" + kA;
-  one.heldout = "dump:" + kB;
+  one.source = std::string("dump:") + kA;
+  one.heldout = std::string("dump:") + kB;
   one.layers = {3};
   one.heads = {1};
   one.objective = cb::ObjectiveKind::Attention;
   const auto po = cb::make_problem(one);
   cb::SolveSpec sc;
   sc.bits = 2;
-  sc.solver = "cma-es";
+  sc.solver = std::string("cma-es");
   sc.cma.max_generations = 8;
   const auto rc = cb::solve(*po, one, sc);
   CHECK(rc.file.scope == "tensor");
@@ -120,7 +120,7 @@ TEST_CASE("dump solves: sample Lloyd-Max beats the analytic codebook on train; t
   bad.layers = {99};
   CHECK_THROWS_AS(cb::make_problem(bad), tq::UsageError);
   bad = one;
-  bad.tensor = "v";
+  bad.tensor = std::string("v");
   CHECK_THROWS_AS(cb::make_problem(bad), tq::UsageError);
   // stories260K has q too; head_dim 8
   cb::ProblemSpec st;

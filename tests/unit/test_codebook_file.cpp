@@ -17,20 +17,20 @@ cb::CodebookFile sample_file() {
   cb::CodebookFile f;
   f.cb = tq::lloyd_max_sphere(64, 3);
   f.dim = 64;
-  f.source = "dump:data/smollm2_a.h5";
-  f.scope = "tensor";
-  f.heldout = "dump:data/smollm2_b.h5";
-  f.layers = "3";
-  f.heads = "1";
-  f.solver = "cma-es";
-  f.objective = "attention";
+  f.source = std::string("dump:data/smollm2_a.h5");
+  f.scope = std::string("tensor");
+  f.heldout = std::string("dump:data/smollm2_b.h5");
+  f.layers = std::string("3");
+  f.heads = std::string("1");
+  f.solver = std::string("cma-es");
+  f.objective = std::string("attention");
   f.seed = 42;
   f.train = 0.0123;
   f.heldout_value = 0.0145;
   f.start_train = 0.013;
   f.iterations = 12;
   f.evaluations = 130;
-  f.tq_version = "0.1.0";
+  f.tq_version = std::string("0.1.0");
   return f;
 }
 
@@ -87,7 +87,7 @@ TEST_CASE("codebook file: round trip keeps every field and every centroid bit; t
   CHECK(text.find("created") == std::string::npos);
   // a created date is accepted and kept, but it is the only extra
   cb::CodebookFile h = g;
-  h.created = "2026-01-01";
+  h.created = std::string("2026-01-01");
   CHECK(cb::parse_codebook(cb::to_toml(h), "y.toml").created == "2026-01-01");
   // nan values (not computed) survive
   h.heldout_value = std::nan("");

@@ -201,10 +201,11 @@ CodebookFile parse_codebook(const std::string& text, const std::string& name) {
     if (bi < static_cast<float>(c[i]) || bi > static_cast<float>(c[i + 1]))
       r.fail("boundaries", fmt::format("entry {} is not between centroids {} and {}", i, i, i + 1));
   }
-  f.cb.centroids.resize(k);
-  f.cb.boundaries.resize(k - 1);
-  for (size_t i = 0; i < k; ++i) f.cb.centroids[i] = static_cast<float>(c[i]);
-  for (size_t i = 0; i + 1 < k; ++i) f.cb.boundaries[i] = static_cast<float>(b[i]);
+  std::vector<float> cf(k), bf(k - 1);
+  for (size_t i = 0; i < k; ++i) cf[i] = static_cast<float>(c[i]);
+  for (size_t i = 0; i + 1 < k; ++i) bf[i] = static_cast<float>(b[i]);
+  f.cb.centroids = std::move(cf);
+  f.cb.boundaries = std::move(bf);
   f.cb.law = f.source;
 
   {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <numbers>
 
@@ -20,6 +21,7 @@
 #include "tq/metrics/attention.h"
 #include "tq/metrics/inner_product.h"
 #include "tq/rotation/rotation.h"
+#include "tq/stats/sphere_law.h"
 
 namespace tq::codebook {
 
@@ -369,6 +371,29 @@ class DumpProblem final : public Problem {
 
 }  // namespace
 
+double ks_sphere(const SortedSamples& s, size_t d) {
+  if (d < 2) throw UsageError(fmt::format("KS distance: the sphere law needs d >= 2, not {}", d));
+  std::vector<double> x = s.values();  // already sorted
+  return stats::ks_distance_sphere(x, d);
+}
+
+double ks_sphere_null(size_t rows, size_t d, uint64_t seed) {
+  Rng rng(seed_combine(seed, hash_tag("ks-null")));
+  std::vector<double> x;
+  x.reserve(rows * d);
+  std::vector<double> g(d);
+  for (size_t t = 0; t < rows; ++t) {
+    double ss = 0.0;
+    for (auto& v : g) {
+      v = rng.gaussian();
+      ss += v * v;
+    }
+    const double inv = 1.0 / std::sqrt(ss);
+    for (double v : g) x.push_back(v * inv);
+  }
+  return ks_sphere(SortedSamples(std::move(x)), d);
+}
+
 std::unique_ptr<Problem> make_problem(const ProblemSpec& spec) {
   const std::string& s = spec.source;
   if (s.rfind("beta:", 0) == 0) return std::make_unique<LawProblem>(spec, false, parse_dim(s, s.substr(5)));
@@ -391,6 +416,7 @@ SolveResult solve(const Problem& problem, const ProblemSpec& pspec, const SolveS
   const ScalarCodebook start = problem.analytic(sspec.bits);
   ScalarCodebook cb;
   SolveStats st;
+  const auto t_start = std::chrono::steady_clock::now();
   const auto lloyd = [&](SolveStats* s) {
     if (law) return law->exact(sspec.bits, s);
     return make_codebook(lloyd_samples(*problem.train_samples(), centroids_of(start), s), sspec.bits);
@@ -416,6 +442,7 @@ SolveResult solve(const Problem& problem, const ProblemSpec& pspec, const SolveS
     cb = make_codebook(cma_es(f, centroids_of(lm), co, &st), sspec.bits);
     res.start_train = problem.train(lm);
   }
+  st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   cb.law = pspec.source;
   res.train = problem.train(cb);
   res.heldout = problem.heldout(cb);

@@ -96,4 +96,12 @@ struct SolveResult {
 /// quadrature grid), cma-es (from the Lloyd-Max solution, minimising the objective on train).
 SolveResult solve(const Problem& problem, const ProblemSpec& pspec, const SolveSpec& sspec);
 
+/// Kolmogorov-Smirnov distance sup_x |F_n(x) - F(x)| between samples and the sphere law of
+/// dimension d (F(x) = 1/2 + sign(x)/2 I_{x^2}(1/2, (d-1)/2)).
+double ks_sphere(const SortedSamples& s, size_t d);
+
+/// The KS distance expected from the rotation alone: `rows` i.i.d. uniform unit vectors in R^d
+/// (seeded), all d coordinates pooled, as the dump's rows are pooled.
+double ks_sphere_null(size_t rows, size_t d, uint64_t seed);
+
 }  // namespace tq::codebook

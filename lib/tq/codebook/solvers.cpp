@@ -34,7 +34,6 @@ std::vector<double> midpoints(const std::vector<double>& c) {
   return b;
 }
 
-constexpr size_t kChunks = 64;  // fixed work split: sums are merged in chunk order at any thread count
 
 }  // namespace
 
@@ -47,8 +46,9 @@ ScalarCodebook make_codebook(std::vector<double> centroids, int bits) {
   std::sort(centroids.begin(), centroids.end());
   ScalarCodebook cb;
   cb.bits = bits;
-  cb.centroids.resize(centroids.size());
-  for (size_t i = 0; i < centroids.size(); ++i) cb.centroids[i] = static_cast<float>(centroids[i]);
+  std::vector<float> c(centroids.size());
+  for (size_t i = 0; i < centroids.size(); ++i) c[i] = static_cast<float>(centroids[i]);
+  cb.centroids = std::move(c);
   cb.set_midpoint_boundaries();
   return cb;
 }
@@ -155,45 +155,80 @@ std::vector<double> lloyd_samples(const SortedSamples& s, std::vector<double> c,
 
 // ---- fuzzy C-means ----------------------------------------------------------------------------
 
-std::vector<double> fuzzy_step(const std::vector<double>& x, const std::vector<double>& c, double temperature) {
+namespace {
+
+/// One soft update on sorted samples. With b_i the midpoint of c_i and c_{i+1},
+/// (x - c_{i+1})^2 - (x - c_i)^2 = 2 (c_{i+1} - c_i)(b_i - x), so a neighbour's weight is below
+/// e^-40 of the nearest centroid's unless |x - b_i| < 20 T / (c_{i+1} - c_i). Samples outside those
+/// bands are assigned hard through the prefix sums (O(K log n)); only the samples inside a band are
+/// weighted one by one (over every centroid within 40 T of their nearest).
+std::vector<double> fuzzy_step_sorted(const SortedSamples& s, const std::vector<double>& c, double temperature) {
   const size_t k = c.size();
   const std::vector<double> b = midpoints(c);
-  const double cut = 40.0 * temperature;
-  std::vector<std::vector<double>> num(kChunks, std::vector<double>(k, 0.0)), den(kChunks, std::vector<double>(k, 0.0));
-  const size_t n = x.size();
-#pragma omp parallel for schedule(static)
-  for (size_t ch = 0; ch < kChunks; ++ch) {
-    std::vector<double> w(k);
-    const size_t a = ch * n / kChunks, e = (ch + 1) * n / kChunks;
-    for (size_t i = a; i < e; ++i) {
-      const double xi = x[i];
-      const size_t j = static_cast<size_t>(std::lower_bound(b.begin(), b.end(), xi) - b.begin());
-      const double d0 = (xi - c[j]) * (xi - c[j]);
-      size_t lo = j, hi = j;
-      while (lo > 0 && (xi - c[lo - 1]) * (xi - c[lo - 1]) - d0 < cut) --lo;
-      while (hi + 1 < k && (xi - c[hi + 1]) * (xi - c[hi + 1]) - d0 < cut) ++hi;
-      double z = 0.0;
-      for (size_t m = lo; m <= hi; ++m) {
-        w[m] = temperature > 0.0 ? std::exp(-((xi - c[m]) * (xi - c[m]) - d0) / temperature) : (m == j ? 1.0 : 0.0);
-        z += w[m];
+  const auto& x = s.values();
+  std::vector<long double> num(k, 0.0L), den(k, 0.0L);
+  // hard part over all samples
+  size_t lo = 0;
+  for (size_t i = 0; i < k; ++i) {
+    const size_t hi = i + 1 < k ? std::max(lo, s.rank(b[i])) : x.size();
+    num[i] += static_cast<long double>(s.sum(lo, hi));
+    den[i] += static_cast<long double>(hi - lo);
+    lo = hi;
+  }
+  if (temperature > 0.0 && k > 1) {
+    std::vector<std::pair<size_t, size_t>> bands;
+    for (size_t i = 0; i + 1 < k; ++i) {
+      const double dc = c[i + 1] - c[i];
+      const double w = dc > 0.0 ? 20.0 * temperature / dc : std::numeric_limits<double>::infinity();
+      const size_t a = static_cast<size_t>(std::lower_bound(x.begin(), x.end(), b[i] - w) - x.begin());
+      const size_t e = static_cast<size_t>(std::upper_bound(x.begin(), x.end(), b[i] + w) - x.begin());
+      if (e > a) bands.emplace_back(a, e);
+    }
+    std::sort(bands.begin(), bands.end());
+    std::vector<std::pair<size_t, size_t>> merged;
+    for (const auto& r : bands) {
+      if (!merged.empty() && r.first <= merged.back().second) {
+        merged.back().second = std::max(merged.back().second, r.second);
+      } else {
+        merged.push_back(r);
       }
-      for (size_t m = lo; m <= hi; ++m) {
-        num[ch][m] += w[m] / z * xi;
-        den[ch][m] += w[m] / z;
+    }
+    const double cut = 40.0 * temperature;
+    std::vector<double> w(k);
+    for (const auto& [a, e] : merged) {
+      for (size_t i = a; i < e; ++i) {
+        const double xi = x[i];
+        // the hard cell of xi (x on a boundary goes to the lower cell, as in the hard part)
+        const size_t j = static_cast<size_t>(std::lower_bound(b.begin(), b.end(), xi) - b.begin());
+        num[j] -= static_cast<long double>(xi);
+        den[j] -= 1.0L;
+        const double d0 = (xi - c[j]) * (xi - c[j]);
+        size_t l = j, h = j;
+        while (l > 0 && (xi - c[l - 1]) * (xi - c[l - 1]) - d0 < cut) --l;
+        while (h + 1 < k && (xi - c[h + 1]) * (xi - c[h + 1]) - d0 < cut) ++h;
+        double z = 0.0;
+        for (size_t m = l; m <= h; ++m) {
+          w[m] = std::exp(-((xi - c[m]) * (xi - c[m]) - d0) / temperature);
+          z += w[m];
+        }
+        for (size_t m = l; m <= h; ++m) {
+          num[m] += static_cast<long double>(w[m] / z * xi);
+          den[m] += static_cast<long double>(w[m] / z);
+        }
       }
     }
   }
   std::vector<double> out(c);
-  for (size_t m = 0; m < k; ++m) {
-    double nm = 0.0, dm = 0.0;
-    for (size_t ch = 0; ch < kChunks; ++ch) {
-      nm += num[ch][m];
-      dm += den[ch][m];
-    }
-    if (dm > 0.0) out[m] = nm / dm;
-  }
+  for (size_t m = 0; m < k; ++m)
+    if (den[m] > 1e-300L) out[m] = static_cast<double>(num[m] / den[m]);
   std::sort(out.begin(), out.end());
   return out;
+}
+
+}  // namespace
+
+std::vector<double> fuzzy_step(const std::vector<double>& x, const std::vector<double>& c, double temperature) {
+  return fuzzy_step_sorted(SortedSamples(x), c, temperature);
 }
 
 std::vector<double> fuzzy_cmeans(const std::vector<double>& x, std::vector<double> c, const FuzzyOptions& opt,
@@ -214,7 +249,7 @@ std::vector<double> fuzzy_cmeans(const std::vector<double>& x, std::vector<doubl
     if (opt.progress) opt.progress(stage, n_stages, t);
     const double temperature = std::max(t, opt.t_min) * scale;
     for (int it = 0; it < opt.inner; ++it) {
-      std::vector<double> nc = fuzzy_step(x, c, temperature);
+      std::vector<double> nc = fuzzy_step_sorted(sorted, c, temperature);
       double move = 0.0;
       for (size_t i = 0; i < c.size(); ++i) move = std::max(move, std::abs(nc[i] - c[i]));
       c.swap(nc);

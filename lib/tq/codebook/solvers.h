@@ -74,13 +74,15 @@ struct FuzzyOptions {
   double t_min = 1e-6;    ///< last temperature (same units)
   double cooling = 0.5;   ///< T <- cooling * T between stages (0 < cooling < 1)
   int inner = 100;        ///< fixed-point iterations per stage (stops early when converged)
-  double tol = 1e-10;     ///< stage convergence: max centroid move < tol * RMS(x)
+  double tol = 1e-9;      ///< stage convergence: max centroid move < tol * RMS(x)
   std::function<void(int stage, int n_stages, double temperature)> progress;
 };
 
-/// Fuzzy C-means with annealing on samples `x` (unit weights) from `init`. The soft weights of
-/// sample i are computed only for centroids within 40 T (in squared distance) of its nearest one;
-/// the rest are below e^-40 of the largest. Returns sorted centroids. Trajectory: hard-assignment
+/// Fuzzy C-means with annealing on samples `x` (unit weights) from `init`. The soft weights of a
+/// sample are computed only for centroids within 40 T (in squared distance) of its nearest one
+/// (the rest are below e^-40 of the largest); samples farther than 20 T / (c_{i+1} - c_i) from
+/// every boundary are assigned hard through prefix sums, so a step costs O(K log n) plus the
+/// samples near boundaries. Returns sorted centroids. Trajectory: hard-assignment
 /// MSE (on `x`) after each stage.
 std::vector<double> fuzzy_cmeans(const std::vector<double>& x, std::vector<double> init, const FuzzyOptions& opt,
                                  SolveStats* stats = nullptr);

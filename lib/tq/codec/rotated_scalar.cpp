@@ -196,9 +196,9 @@ void RotatedScalarCodec::decode(const Encoded& e, float* out) const {
   ScalarCodebook stream_cb;
   if (codebook_in_stream_) {  // the decoder uses the centroids carried in the encoding
     stream_cb.bits = cfg_.bits;
-    stream_cb.centroids.resize(codebook_->size());
-    for (size_t i = 0; i < stream_cb.centroids.size(); ++i)
-      stream_cb.centroids[i] = std::bit_cast<float>(bytes::get_u32(e.bytes.data() + 4 * i));
+    std::vector<float> c(codebook_->size());
+    for (size_t i = 0; i < c.size(); ++i) c[i] = std::bit_cast<float>(bytes::get_u32(e.bytes.data() + 4 * i));
+    stream_cb.centroids = std::move(c);
   }
   const ScalarCodebook& dec_cb = codebook_in_stream_ ? stream_cb : *codebook_;
   if (cfg_.scale_format == ScaleFormat::Fp16) {
