@@ -109,7 +109,8 @@ for case in version:version missing:dim count:centroids unsorted:centroids nan:c
 done
 mkdir -p badlist && cp bad_nan.toml badlist/
 "$TQ_BIN" codebook list badlist >out 2>err
-check "list with a bad file fails with one line" bash -c "test \$? -ne 0 -a \$(wc -l <err) -eq 1"
+rc=$?
+check "list with a bad file fails with one line naming it" bash -c "test $rc -eq 1 && test \$(wc -l <err) -eq 1 && grep -q bad_nan.toml err"
 
 # 7. flag errors
 "$TQ_BIN" codebook solve --source laplace --bits 2 >out 2>err

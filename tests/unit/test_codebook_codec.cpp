@@ -152,7 +152,11 @@ TEST_CASE("codebook_dir: per layer/head/tensor lookup with default fallbacks; mi
   c.head = -1;  // unknown head: only the defaults apply
   c.tensor = std::string("k");
   CHECK(tq::resolve_codebook_path(c, 2) == dir.file("default.toml"));
-  CHECK_THROWS_AS(tq::resolve_codebook_path(c, 4), tq::UsageError);  // nothing for 4 bits
+  CHECK(tq::resolve_codebook_path(c, 4) == dir.file("default.toml"));  // bits are checked by the codec
+  TempDir empty;
+  tq::CodecContext e = c;
+  e.codebook_dir = empty.path.string();
+  CHECK_THROWS_WITH_AS(tq::resolve_codebook_path(e, 2), doctest::Contains("default.toml"), tq::UsageError);
   c.head = 1;
   const auto codec = tq::make_codec("tq-mse:2", c);
   CHECK(dynamic_cast<const tq::RotatedScalarCodec&>(*codec).codebook_in_stream());

@@ -81,7 +81,7 @@ struct SolveSpec {
   int bits = 2;
   CmaOptions cma;
   FuzzyOptions fuzzy;
-  size_t fuzzy_max_samples = size_t{1} << 17;  ///< fuzzy runs on at most this many order statistics
+  size_t fuzzy_max_samples = size_t{1} << 15;  ///< fuzzy runs on at most this many order statistics
   std::function<void(const std::string&)> progress;  ///< one-line progress text (may be empty)
 };
 

@@ -70,7 +70,7 @@ std::vector<double> lloyd_samples(const SortedSamples& s, std::vector<double> in
                                   long max_iterations = 1000000, int record_every = 1);
 
 struct FuzzyOptions {
-  double t0 = 1.0;        ///< first temperature, relative to the squared mean centroid spacing
+  double t0 = 0.5;        ///< first temperature, relative to the squared mean centroid spacing
   double t_min = 1e-6;    ///< last temperature (same units)
   double cooling = 0.5;   ///< T <- cooling * T between stages (0 < cooling < 1)
   int inner = 100;        ///< fixed-point iterations per stage (stops early when converged)
