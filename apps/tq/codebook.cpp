@@ -43,12 +43,12 @@ struct SolveConfig {
   int lambda = 0;
   double sigma0 = 0.1;
   int64_t max_evaluations = 0;
-  double t0 = 1.0;
+  double t0 = 0.5;
   double t_min = 1e-6;
   double cooling = 0.5;
   int inner = 100;
   int64_t law_samples = int64_t{1} << 20;
-  int64_t fuzzy_samples = int64_t{1} << 17;
+  int64_t fuzzy_samples = int64_t{1} << 15;
   int query_stride = 1;
 };
 
