@@ -87,6 +87,17 @@ cp t1.toml cb/L2_H0_k.toml
 "$TQ_BIN" codebook list cb --format csv >list.csv
 check "list shows every file" bash -c "test \$(wc -l <list.csv) -eq 3 && grep -q L2_H0_k.toml list.csv"
 
+# 5b. compare: per layer/head/K-V rows on stories260K (token split)
+"$TQ_BIN" codebook compare --source "dump:$TQ_SOURCE_DIR/data/stories260K.h5" --bits 2 --layers 0,1 --format json >cmp.json 2>/dev/null
+check "compare: one row per layer/head/tensor with KS and held-out values" python3 -c '
+import json
+rows = json.load(open("cmp.json"))["compare"]
+assert len(rows) == 2 * 4 * 2, len(rows)
+for r in rows:
+    assert 0 < r["ks"] < 1 and 0 < r["ks_null"] < 0.1 and r["nmse_analytic"] > 0 and r["nmse_data"] > 0, r
+    assert (r["kl_analytic"] is not None) == (r["tensor"] == "k"), r
+'
+
 # 6. bad files: one line naming the file and the field, exit 1
 sed 's/^version = 1/version = 7/' cb/b128_2.toml >bad_version.toml
 sed '/^dim = /d' cb/b128_2.toml >bad_missing.toml
