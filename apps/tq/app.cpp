@@ -106,7 +106,9 @@ int Command::execute(const Context& ctx) {
   for (const auto& [key, value] : report.config.items()) config[key] = value;
   report.config = std::move(config);
 
-  emit_report(report, output, run_info(ctx.started(), rc.threads, ctx.argv()));
+  Json run = run_info(ctx.started(), rc.threads, ctx.argv());
+  for (const auto& [key, value] : report.run_extra.items()) run[key] = value;  // timings: not reproducible
+  emit_report(report, output, run);
   if (!output.out.empty() && rc.progress) {
     std::fprintf(stderr, "tq: wrote %s\n", output.out.c_str());
   }
@@ -122,13 +124,17 @@ Context::Context(int argc, const char* const* argv) {
 Command& Context::add_command(CLI::App& root, const std::string& name, const std::string& description,
                               CommandTraits traits) {
   CLI::App* sub = root.add_subcommand(name, description);
-  commands_.push_back(std::make_unique<Command>(*sub, name, description, traits));
+  // A command of a command group (tq codebook solve) is named "codebook solve" in reports.
+  const bool grouped = root.get_parent() != nullptr;
+  commands_.push_back(std::make_unique<Command>(*sub, grouped ? root.get_name() + " " + name : name, description, traits));
   return *commands_.back();
 }
 
 Command* Context::selected(const CLI::App& root) const {
   for (const auto& cmd : commands_) {
-    if (cmd->cli().parsed() && cmd->cli().get_parent() == &root) return cmd.get();
+    if (!cmd->cli().parsed()) continue;
+    for (const CLI::App* p = cmd->cli().get_parent(); p != nullptr; p = p->get_parent())
+      if (p == &root) return cmd.get();
   }
   return nullptr;
 }

@@ -10,5 +10,6 @@ void add_benchmark_command(CLI::App& root, Context& ctx);
 void add_info_command(CLI::App& root, Context& ctx);
 void add_inspect_command(CLI::App& root, Context& ctx);
 void add_synth_command(CLI::App& root, Context& ctx);
+void add_codebook_command(CLI::App& root, Context& ctx);
 
 }  // namespace tq::app

@@ -38,6 +38,7 @@
 #include <boost/math/special_functions/beta.hpp>
 #include <boost/math/special_functions/erf.hpp>
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -279,6 +280,47 @@ ScalarCodebook solve_lloyd_max_gaussian(double sigma, int bits, LloydMaxStats* s
   if (!(sigma > 0.0) || !std::isfinite(sigma))
     throw UsageError(fmt::format("Lloyd-Max codebook for N(0, s^2) needs a positive finite s, not {}", sigma));
   return solve(GaussianLaw(sigma), bits, fmt::format("gaussian(sigma={})", sigma), stats);
+}
+
+namespace {
+
+/// Exact E[(x - Q(x))^2] of an arbitrary sorted codebook (its own boundaries) under a symmetric
+/// law, splitting every cell at 0 and mirroring negative pieces onto the positive half.
+double codebook_distortion(const HalfLaw& law, const ScalarCodebook& cb) {
+  const size_t k = cb.size();
+  const double up = law.upper();
+  // int_a^b (x - c)^2 f(x) dx for a < b on the whole line
+  const auto piece = [&](double a, double b, double c) {
+    double total = 0.0;
+    if (a < 0.0) {  // negative part [a, min(b, 0)] mirrored to [-min(b,0), -a], x -> -x
+      const double lo = -std::min(b, 0.0), hi = std::min(-a, up);
+      if (hi > lo) total += law.m2(lo, hi) + 2.0 * c * law.m1(lo, hi) + c * c * law.mass(lo, hi);
+    }
+    if (b > 0.0) {
+      const double lo = std::max(a, 0.0), hi = std::min(b, up);
+      if (hi > lo) total += law.m2(lo, hi) - 2.0 * c * law.m1(lo, hi) + c * c * law.mass(lo, hi);
+    }
+    return total;
+  };
+  double dist = 0.0;
+  for (size_t i = 0; i < k; ++i) {
+    const double lo = i == 0 ? -up : static_cast<double>(cb.boundaries[i - 1]);
+    const double hi = i + 1 == k ? up : static_cast<double>(cb.boundaries[i]);
+    dist += piece(lo, hi, static_cast<double>(cb.centroids[i]));
+  }
+  return dist;
+}
+
+}  // namespace
+
+double sphere_law_distortion(size_t d, const ScalarCodebook& cb) {
+  if (d < 2) throw UsageError(fmt::format("sphere law needs d >= 2, not {}", d));
+  return codebook_distortion(SphereLaw(static_cast<double>(d)), cb);
+}
+
+double gaussian_law_distortion(double sigma, const ScalarCodebook& cb) {
+  if (!(sigma > 0.0) || !std::isfinite(sigma)) throw UsageError(fmt::format("N(0, s^2) needs a positive finite s, not {}", sigma));
+  return codebook_distortion(GaussianLaw(sigma), cb);
 }
 
 const ScalarCodebook& lloyd_max_sphere(size_t d, int bits) {

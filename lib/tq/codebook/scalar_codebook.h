@@ -56,4 +56,9 @@ struct LloydMaxStats {
 ScalarCodebook solve_lloyd_max_sphere(size_t d, int bits, LloydMaxStats* stats = nullptr);
 ScalarCodebook solve_lloyd_max_gaussian(double sigma, int bits, LloydMaxStats* stats = nullptr);
 
+/// Exact per-coordinate distortion E[(x - Q(x))^2] of any sorted codebook (using its stored
+/// boundaries) under the sphere law of dimension d / under N(0, sigma^2). Closed forms, no sampling.
+double sphere_law_distortion(size_t d, const ScalarCodebook& cb);
+double gaussian_law_distortion(double sigma, const ScalarCodebook& cb);
+
 }  // namespace tq

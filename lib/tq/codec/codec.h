@@ -47,7 +47,13 @@ struct CodecContext {
   size_t dim = 0;          ///< head_dim d
   uint64_t seed = 0;       ///< per-(layer, head, tensor) seed (see tq::seed_for)
   std::string tensor;      ///< "k" or "v" (some codecs, e.g. kivi, code K and V differently)
-  std::string codebook_dir;  ///< optional directory/file of trained codebooks (codebook=FILE)
+  /// Optional codebook FILE, or DIRECTORY keyed by layer/head/tensor, for tq-mse/eden (and the
+  /// tq-mse stage of tq-prod) when the spec has no codebook= option. Directory lookup order:
+  /// L{layer}_H{head}_{k|v}_b{bits}.toml, L{layer}_H{head}_{k|v}.toml, default_b{bits}.toml,
+  /// default.toml (see docs/codebooks.md). Empty = the analytic Lloyd-Max codebook.
+  std::string codebook_dir;
+  int layer = -1;          ///< layer of the tensor (-1 = unknown); keys codebook_dir lookups
+  int head = -1;           ///< KV head of the tensor (-1 = unknown)
 };
 
 class Codec {

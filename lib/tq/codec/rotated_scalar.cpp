@@ -2,12 +2,16 @@
 // the byte layout).
 #include "tq/codec/rotated_scalar.h"
 
+#include <bit>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "tq/codebook/codebook_file.h"
+#include "tq/codec/byte_fields.h"
 #include "tq/core/error.h"
 #include "tq/core/half.h"
 #include "tq/core/rng.h"
@@ -28,14 +32,73 @@ bool fits_fp16(float s) { return s == 0.0f || (s >= kFp16MinNormal && s <= kFp16
 
 uint64_t rotation_seed(const CodecContext& ctx) { return seed_combine(ctx.seed, hash_tag("rotation")); }
 
+void normalise_rows(const float* x, size_t n, size_t d, float* y, float* norms, const std::string& who) {
+  for (size_t t = 0; t < n; ++t) {
+    const float* row = x + t * d;
+    double ss = 0.0;
+    for (size_t i = 0; i < d; ++i) ss += static_cast<double>(row[i]) * static_cast<double>(row[i]);
+    if (!std::isfinite(ss)) throw Error(fmt::format("codec '{}': row {} has a non-finite value or norm", who, t));
+    const double r = std::sqrt(ss);
+    norms[t] = static_cast<float>(r);
+    if (!std::isfinite(norms[t])) throw Error(fmt::format("codec '{}': row {} has a norm beyond the float range", who, t));
+    float* yr = y + t * d;
+    if (r == 0.0) {
+      for (size_t i = 0; i < d; ++i) yr[i] = 0.0f;
+    } else {
+      const double inv = 1.0 / r;
+      for (size_t i = 0; i < d; ++i) yr[i] = static_cast<float>(static_cast<double>(row[i]) * inv);
+    }
+  }
+}
+
+std::string resolve_codebook_path(const CodecContext& ctx, int bits) {
+  namespace fs = std::filesystem;
+  if (ctx.codebook_dir.empty()) return "";
+  std::error_code ec;
+  if (!fs::is_directory(ctx.codebook_dir, ec)) return ctx.codebook_dir;  // a file (the loader reports a missing one)
+  std::vector<std::string> names;
+  if (ctx.layer >= 0 && ctx.head >= 0 && !ctx.tensor.empty()) {
+    names.push_back(fmt::format("L{}_H{}_{}_b{}.toml", ctx.layer, ctx.head, ctx.tensor, bits));
+    names.push_back(fmt::format("L{}_H{}_{}.toml", ctx.layer, ctx.head, ctx.tensor));
+  }
+  names.push_back(fmt::format("default_b{}.toml", bits));
+  names.push_back("default.toml");
+  std::string tried;
+  for (const auto& nm : names) {
+    const fs::path p = fs::path(ctx.codebook_dir) / nm;
+    if (fs::is_regular_file(p, ec)) return p.string();
+    if (!tried.empty()) tried += ", ";
+    tried += nm;
+  }
+  throw UsageError(fmt::format("codebook directory '{}' has none of: {}", ctx.codebook_dir, tried));
+}
+
 RotatedScalarCodec::RotatedScalarCodec(const RotatedScalarConfig& cfg, const CodecContext& ctx) : Codec(ctx), cfg_(cfg) {
   const size_t d = ctx.dim;
-  codebook_ = cfg.gaussian_law ? &lloyd_max_gaussian(1.0 / std::sqrt(static_cast<double>(d)), cfg.bits)
-                               : &lloyd_max_sphere(d, cfg.bits);
+  if (!cfg.codebook_file.empty()) {
+    codebook::CodebookFile f = codebook::load_codebook_file(cfg.codebook_file);
+    if (f.cb.bits != cfg.bits)
+      throw UsageError(fmt::format("codec {}:{}: codebook file '{}' has {} bits", cfg.method, cfg.bits, cfg.codebook_file, f.cb.bits));
+    if (static_cast<size_t>(f.dim) != d)
+      throw UsageError(fmt::format("codec {}:{}: codebook file '{}' is for dim {}, the tensor has head_dim {}", cfg.method,
+                                   cfg.bits, cfg.codebook_file, f.dim, d));
+    if (f.rotation != cfg.rotation)
+      throw UsageError(fmt::format("codec {}:{}: codebook file '{}' was solved with rotation {}, the codec uses {}", cfg.method,
+                                   cfg.bits, cfg.codebook_file, f.rotation, cfg.rotation));
+    codebook_in_stream_ = f.per_tensor();
+    owned_codebook_ = std::make_shared<const ScalarCodebook>(std::move(f.cb));
+    codebook_ = owned_codebook_.get();
+  } else {
+    codebook_ = cfg.gaussian_law ? &lloyd_max_gaussian(1.0 / std::sqrt(static_cast<double>(d)), cfg.bits)
+                                 : &lloyd_max_sphere(d, cfg.bits);
+  }
   rotation_ = make_rotation(cfg.rotation, d, rotation_seed(ctx));
 }
 
 std::string RotatedScalarCodec::spec() const {
+  if (!cfg_.codebook_file.empty())
+    return fmt::format("{},{}:{},norm={},codebook={}", cfg_.rotation, cfg_.method, cfg_.bits,
+                       cfg_.scale_format == ScaleFormat::Fp16 ? "fp16" : "fp32", cfg_.codebook_file);
   return fmt::format("{},{}:{},norm={},law={}", cfg_.rotation, cfg_.method, cfg_.bits,
                      cfg_.scale_format == ScaleFormat::Fp16 ? "fp16" : "fp32", cfg_.gaussian_law ? "gaussian" : "beta");
 }
@@ -43,15 +106,17 @@ std::string RotatedScalarCodec::spec() const {
 ByteCount RotatedScalarCodec::byte_count(size_t n) const {
   ByteCount c;
   c.payload = packed_bytes(n * dim(), cfg_.bits);
-  c.side = n * (cfg_.scale_format == ScaleFormat::Fp16 ? kFp16Bytes : kFp32Bytes);
+  c.side = n * (cfg_.scale_format == ScaleFormat::Fp16 ? kFp16Bytes : kFp32Bytes) + header_bytes();
   return c;  // plus 4 bytes per escaped fp16 scale (data dependent, rare)
 }
 
 size_t RotatedScalarCodec::encoding_size(const uint8_t* p, size_t avail, size_t n) const {
   const size_t base = byte_count(n).total();
   if (cfg_.scale_format == ScaleFormat::Fp32) return base;
-  if (avail < n * kFp16Bytes)
+  const size_t hb = header_bytes();
+  if (avail < hb + n * kFp16Bytes)
     throw Error(fmt::format("codec '{}': encoding of {} rows is truncated ({} bytes)", spec(), n, avail));
+  p += hb;
   size_t n_escapes = 0;
   for (size_t t = 0; t < n; ++t) {
     uint16_t h;
@@ -66,24 +131,7 @@ Encoded RotatedScalarCodec::encode(const float* x, size_t n, const int32_t* posi
   const size_t d = dim();
   std::vector<float> y(n * d);
   std::vector<float> scale(n);
-  for (size_t t = 0; t < n; ++t) {
-    const float* row = x + t * d;
-    double ss = 0.0;
-    for (size_t i = 0; i < d; ++i) ss += static_cast<double>(row[i]) * static_cast<double>(row[i]);
-    if (!std::isfinite(ss))
-      throw Error(fmt::format("codec '{}': row {} has a non-finite value or norm", spec(), t));
-    const double r = std::sqrt(ss);
-    scale[t] = static_cast<float>(r);
-    if (!std::isfinite(scale[t]))
-      throw Error(fmt::format("codec '{}': row {} has a norm beyond the float range", spec(), t));
-    float* yr = y.data() + t * d;
-    if (r == 0.0) {
-      for (size_t i = 0; i < d; ++i) yr[i] = 0.0f;
-    } else {
-      const double inv = 1.0 / r;
-      for (size_t i = 0; i < d; ++i) yr[i] = static_cast<float>(static_cast<double>(row[i]) * inv);
-    }
-  }
+  normalise_rows(x, n, d, y.data(), scale.data(), spec());
   rotation_->forward(y.data(), y.data(), n);
   std::vector<uint8_t> codes(n * d);
   codebook_->encode(y.data(), codes.data(), n * d);
@@ -112,6 +160,10 @@ Encoded RotatedScalarCodec::encode(const float* x, size_t n, const int32_t* posi
   e.count.side += n_escapes * kFp32Bytes;
   e.bytes.assign(e.count.total(), 0);
   uint8_t* p = e.bytes.data();
+  if (codebook_in_stream_) {  // per-tensor data codebook: centroids first, fp32 little endian
+    for (size_t i = 0; i < codebook_->size(); ++i) bytes::put_u32(p + 4 * i, std::bit_cast<uint32_t>(codebook_->centroids[i]));
+    p += header_bytes();
+  }
   if (cfg_.scale_format == ScaleFormat::Fp16) {
     uint8_t* esc = p + n * kFp16Bytes;
     for (size_t t = 0; t < n; ++t) {
@@ -127,7 +179,7 @@ Encoded RotatedScalarCodec::encode(const float* x, size_t n, const int32_t* posi
   } else {
     for (size_t t = 0; t < n; ++t) std::memcpy(p + t * kFp32Bytes, &scale[t], kFp32Bytes);
   }
-  pack_bits(codes.data(), n * d, cfg_.bits, p + e.count.side);
+  pack_bits(codes.data(), n * d, cfg_.bits, p + (e.count.side - header_bytes()));
   return e;
 }
 
@@ -137,11 +189,22 @@ void RotatedScalarCodec::decode(const Encoded& e, float* out) const {
   if (e.dim != d) throw Error(fmt::format("codec '{}': encoding has dim {}, codec has {}", spec(), e.dim, d));
   const ByteCount base = byte_count(n);
   std::vector<float> scale(n);
-  size_t off = 0;
+  const size_t hb = header_bytes();
+  size_t off = hb;
+  if (e.bytes.size() < hb)
+    throw Error(fmt::format("codec '{}': encoding of {} rows is truncated ({} bytes)", spec(), n, e.bytes.size()));
+  ScalarCodebook stream_cb;
+  if (codebook_in_stream_) {  // the decoder uses the centroids carried in the encoding
+    stream_cb.bits = cfg_.bits;
+    std::vector<float> c(codebook_->size());
+    for (size_t i = 0; i < c.size(); ++i) c[i] = std::bit_cast<float>(bytes::get_u32(e.bytes.data() + 4 * i));
+    stream_cb.centroids = std::move(c);
+  }
+  const ScalarCodebook& dec_cb = codebook_in_stream_ ? stream_cb : *codebook_;
   if (cfg_.scale_format == ScaleFormat::Fp16) {
     if (e.bytes.size() < base.total())
       throw Error(fmt::format("codec '{}': encoding of {} rows is truncated ({} bytes)", spec(), n, e.bytes.size()));
-    const uint8_t* p = e.bytes.data();
+    const uint8_t* p = e.bytes.data() + hb;
     size_t n_escapes = 0;
     for (size_t t = 0; t < n; ++t) {
       uint16_t h;
@@ -149,7 +212,7 @@ void RotatedScalarCodec::decode(const Encoded& e, float* out) const {
       if (h == kScaleEscape) ++n_escapes;
       scale[t] = fp16_to_float(h);
     }
-    off = n * kFp16Bytes;
+    off = hb + n * kFp16Bytes;
     if (e.bytes.size() != base.total() + n_escapes * kFp32Bytes)
       throw Error(fmt::format("codec '{}': encoding has {} bytes, expected {}", spec(), e.bytes.size(),
                               base.total() + n_escapes * kFp32Bytes));
@@ -157,18 +220,18 @@ void RotatedScalarCodec::decode(const Encoded& e, float* out) const {
       uint16_t h;
       std::memcpy(&h, p + t * kFp16Bytes, kFp16Bytes);
       if (h != kScaleEscape) continue;
-      std::memcpy(&scale[t], p + off, kFp32Bytes);
+      std::memcpy(&scale[t], e.bytes.data() + off, kFp32Bytes);
       off += kFp32Bytes;
     }
   } else {
     if (e.bytes.size() != base.total())
       throw Error(fmt::format("codec '{}': encoding has {} bytes, expected {}", spec(), e.bytes.size(), base.total()));
-    if (n > 0) std::memcpy(scale.data(), e.bytes.data(), n * kFp32Bytes);
-    off = n * kFp32Bytes;
+    if (n > 0) std::memcpy(scale.data(), e.bytes.data() + hb, n * kFp32Bytes);
+    off = hb + n * kFp32Bytes;
   }
   std::vector<uint8_t> codes(n * d);
   unpack_bits(e.bytes.data() + off, n * d, cfg_.bits, codes.data());
-  codebook_->decode(codes.data(), out, n * d);
+  dec_cb.decode(codes.data(), out, n * d);
   rotation_->inverse(out, out, n);
   for (size_t t = 0; t < n; ++t) {
     float* row = out + t * d;
@@ -197,6 +260,10 @@ std::unique_ptr<Codec> make_rotated_scalar(const CodecArgs& args, const CodecCon
   } else {
     throw UsageError(fmt::format("codec spec '{}': norm must be fp16 or fp32, not '{}'", args.spec, norm));
   }
+  cfg.codebook_file = args.get_string("codebook", "");
+  if (!cfg.codebook_file.empty() && args.has("law"))
+    throw UsageError(fmt::format("codec spec '{}': give law= or codebook=, not both", args.spec));
+  if (cfg.codebook_file.empty()) cfg.codebook_file = resolve_codebook_path(ctx, cfg.bits);
   const std::string law = args.get_string("law", "beta");
   if (law == "beta") {
     cfg.gaussian_law = false;

@@ -15,6 +15,12 @@
 //              and its fp32 value follows in the escape list, in row order.
 //   norm=fp32: [n x f32 scales][ceil(n d b / 8) packed codes]
 // Side bytes = scales (+ escapes); payload = packed codes.
+//
+// codebook=FILE (or CodecContext::codebook_dir): the codebook comes from a codebook file
+// (lib/tq/codebook/codebook_file.h) instead of the analytic law. When the file's scope is
+// "tensor" (a data codebook solved for this one layer/head/tensor) the encoding starts with its
+// 2^b centroids as fp32 (4 * 2^b side bytes) and the decoder reads them from there; analytic and
+// shared codebooks cost no bytes (they are fixed per model, like the rotation seed).
 #include <memory>
 #include <string>
 
@@ -33,7 +39,17 @@ struct RotatedScalarConfig {
   ScaleFormat scale_format = ScaleFormat::Fp16;
   bool gaussian_law = false; ///< false: exact sphere law; true: N(0, 1/d)
   bool eden = false;         ///< eden scale r / <y, c> instead of r
+  std::string codebook_file; ///< codebook file path ("" = analytic law codebook)
 };
+
+/// The codec's normalise step: y_t = x_t / |x_t| (zero rows stay zero), norms[t] = |x_t| (double
+/// accumulation). Throws tq::Error naming `who` and the row on a non-finite value or norm.
+void normalise_rows(const float* x, size_t n, size_t d, float* y, float* norms, const std::string& who);
+
+/// The codebook file for (ctx.layer, ctx.head, ctx.tensor, bits) under ctx.codebook_dir (a file
+/// is returned as is; directory lookup order in codec.h). "" when codebook_dir is empty. Throws
+/// tq::UsageError when a directory holds none of the candidates.
+std::string resolve_codebook_path(const CodecContext& ctx, int bits);
 
 class RotatedScalarCodec final : public Codec {
  public:
@@ -47,11 +63,16 @@ class RotatedScalarCodec final : public Codec {
   size_t encoding_size(const uint8_t* p, size_t avail, size_t n) const;
 
   const ScalarCodebook& codebook() const { return *codebook_; }
+  /// True when the centroids travel in every encoding (a per-tensor data codebook).
+  bool codebook_in_stream() const { return codebook_in_stream_; }
   const Rotation& rotation() const { return *rotation_; }
 
  private:
   RotatedScalarConfig cfg_;
+  size_t header_bytes() const { return codebook_in_stream_ ? 4 * codebook_->size() : 0; }
   const ScalarCodebook* codebook_;
+  std::shared_ptr<const ScalarCodebook> owned_codebook_;  ///< loaded from codebook_file
+  bool codebook_in_stream_ = false;
   std::unique_ptr<Rotation> rotation_;
 };
 

@@ -65,6 +65,9 @@ struct Report {
   std::vector<Table> tables;
   Json extra = Json::object();    ///< further top-level JSON sections (e.g. "pareto"); JSON only
   std::vector<std::string> notes; ///< human-readable notes printed under text/md tables
+  /// Keys added to the JSON "run" object by the subcommand (timings: the only values allowed
+  /// to differ between identical runs). Merged by the app framework (apps/tq/app.cpp).
+  Json run_extra = Json::object();
 };
 
 /// Options every subcommand shares (the CLI wiring is apps/tq/app.h).
