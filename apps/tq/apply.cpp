@@ -169,9 +169,10 @@ Report run(const ApplyConfig& c, const RunContext& rc) {
           const Encoded e = codec->encode(x.at(h), x.n1, positions.data());
           codec->decode(e, out.data());
           for (size_t i = 0; i < out.size(); ++i) {
-            const double d = static_cast<double>(out[i]) - x.at(h)[i];
+            const double xi = static_cast<double>(x.at(h)[i]);
+            const double d = static_cast<double>(out[i]) - xi;
             tot.err2 += d * d;
-            tot.x2 += static_cast<double>(x.at(h)[i]) * x.at(h)[i];
+            tot.x2 += xi * xi;
           }
           std::copy(out.begin(), out.end(), x.at(h));
           tot.bytes += e.count;

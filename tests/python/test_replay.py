@@ -57,7 +57,7 @@ def weights(cfg, seed):
                         wo=mat(L, d, d), rms_ffn=1.0 + 0.2 * rng.standard_normal((L, d)),
                         w1=mat(L, h, d), w2=mat(L, d, h), w3=mat(L, h, d),
                         rms_final=1.0 + 0.2 * rng.standard_normal(d),
-                        wcls=3.0 * rng.standard_normal((V, d)))
+                        wcls=3.0 * mat(V, d))  # logits of O(3): a peaked but sane next-token law
 
 
 @pytest.fixture(scope="module")
@@ -102,9 +102,10 @@ def test_identity_codec_gives_zero_damage(backend, ids, mode):
     # rowwise: fp32 decodes bit-exactly, the forward is the same computation -> exactly 0.
     # prefix: the per-query attention path sums in another order (float32 model) -> ~1e-12.
     tol = 0.0 if mode == "auto" else 1e-9
-    assert abs(r["dppl"]) <= tol * 10 and r["kl"] <= tol and r["kl_max"] <= max(tol, 1e-300) * 10
+    assert abs(r["dnll"]) <= tol and abs(r["dppl"]) <= tol * r["ppl_ref"]
+    assert r["kl"] <= tol and r["kl_max"] <= 10 * tol
     assert r["top1"] == 1.0 and r["dp_rms"] <= 1e-6
-    assert np.allclose(tok["nll"], tok["nll_ref"], rtol=0, atol=1e-6)
+    assert np.allclose(tok["nll"], tok["nll_ref"], rtol=0, atol=0.0 if mode == "auto" else 1e-4)
 
 
 # ---- more bits, less damage -------------------------------------------------------------------
@@ -193,7 +194,7 @@ def incremental_logits(backend, ids, bank, layers):
                 p = np.exp(s - s.max())
                 p /= p.sum()
                 o[hh] = p @ V[hh // G].astype(np.float64)
-            x = x + o.reshape(1, H * hd).astype(np.float32) @ w.wo[l].T
+            x = x + o.reshape(1, H * hd).astype(x.dtype) @ w.wo[l].T
             xb2 = rmsnorm(x, w.rms_ffn[l], c.norm_eps)
             h1, h3 = xb2 @ w.w1[l].T, xb2 @ w.w3[l].T
             x = x + ((h1 / (1 + np.exp(-h1))) * h3) @ w.w2[l].T
@@ -202,17 +203,20 @@ def incremental_logits(backend, ids, bank, layers):
 
 
 @pytest.mark.parametrize("spec", ["kivi:2,group=8,window=5", "kivi:2,group=16"])
-def test_prefix_replay_equals_token_by_token_cache(backend, ids, spec):
+def test_prefix_replay_equals_token_by_token_cache(model_dir, ids, spec):
+    # float64 model: both computations then agree to ~1e-12, so no K/V value lands on the other
+    # side of a quantization boundary (in float32 a few do, changing logits by ~1e-3)
+    backend = Llama2cBackend(dtype=np.float64).load(model_dir / "m.bin", model_dir / "tok32.bin")
     ids = ids[:40]
     bank = rp.make_banks([spec], CFG.head_dim, 0)[0]
     assert bank.probe_mode() == "prefix"
     stats = rp.HookStats()
     logits, *_ = rp.forward(backend, ids, kv_hook=rp.make_hook(bank, "prefix", {0, 1, 2}, stats))
     ref = incremental_logits(backend, ids, bank, {0, 1, 2})
-    assert np.allclose(logits, ref, rtol=1e-4, atol=1e-4)
+    assert np.allclose(logits, ref, rtol=0, atol=1e-8), np.abs(logits - ref).max()
     # and it is not the rowwise (whole-sequence) encoding: a window/group cache differs
     rows, *_ = rp.forward(backend, ids, kv_hook=rp.make_hook(bank, "rowwise", {0, 1, 2}, rp.HookStats()))
-    assert not np.allclose(rows, ref, rtol=1e-4, atol=1e-4)
+    assert np.abs(rows - ref).max() > 1e-2
 
 
 def test_probe_classifies_codecs():
