@@ -222,7 +222,8 @@ def test_prefix_replay_equals_token_by_token_cache(model_dir, ids, spec):
 def test_probe_classifies_codecs():
     for spec, mode in [("tq-mse:3", "rowwise"), ("q4_0", "rowwise"), ("hr,q4_0", "rowwise"),
                        ("tq-mse:3,sinks=4", "rowwise"), ("kivi:2", "prefix"),
-                       ("tq-mse:4,window=8", "prefix"), ("center,tq-mse:3", "prefix")]:
+                       ("tq-mse:4,window=8", "prefix"), ("center,tq-mse:3", "prefix"),
+                       ("outlier,n=8", "prefix")]:
         assert rp.make_banks([spec], 32, 0)[0].probe_mode() == mode, spec
 
 
