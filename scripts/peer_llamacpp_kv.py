@@ -10,7 +10,9 @@ llama.cpp needs for a quantized V cache), and compares the next-token distributi
 The tokens are the ones tq's replay uses: the GGUF backend's tokenizer on --text, or the
 /tokens/ids of a dump (--tokens-from). llama.cpp evaluates the whole stream as one batch: each
 token's K/V is written to the (quantized) cache before attention reads it, as in tq's rowwise
-replay.
+replay. The llama.cpp vendored by llama-cpp-python 0.3.36 rotates K and V by a Hadamard transform
+before quantizing them into the cache ("attention rotation", on by default for quantized caches);
+--no-attn-rot turns it off (LLAMA_ATTN_ROT_DISABLE=1), which gives plain q4_0 / q8_0 blocks.
 
     scripts/peer_llamacpp_kv.py --model "$(scripts/fetch_smollm2.sh)" --tokens-from data/smollm2_a.h5 \\
         --cache q8_0 --cache q4_0 --format md
@@ -18,7 +20,6 @@ replay.
 Needs `llama-cpp-python` in the venv (builds llama.cpp from source: slow).
 """
 import argparse
-import json
 import os
 import sys
 
@@ -75,11 +76,19 @@ def main(argv=None):
     p.add_argument("--cache", action="append", default=None, metavar="TYPE",
                    help="cache type for both K and V (repeatable; default q8_0 and q4_0); "
                    "K:V for different types, e.g. q8_0:q4_0")
+    p.add_argument("--no-attn-rot", action="store_true",
+                   help="disable llama.cpp's Hadamard rotation of quantized K/V caches (sets "
+                   "LLAMA_ATTN_ROT_DISABLE=1; the rotation is on by default in the llama.cpp that "
+                   "llama-cpp-python 0.3.36 vendors)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--format", choices=("table", "md", "csv", "json"), default="table")
     p.add_argument("--out", help="write the report here (refused if it exists, unless --force)")
     p.add_argument("--force", action="store_true")
     args = p.parse_args(argv)
+    if args.no_attn_rot:
+        os.environ["LLAMA_ATTN_ROT_DISABLE"] = "1"
+    else:
+        os.environ.pop("LLAMA_ATTN_ROT_DISABLE", None)
     try:
         try:
             import llama_cpp
@@ -96,7 +105,8 @@ def main(argv=None):
             tv = tv or tk
             logits = run_llama(llama_cpp, args.model, ids, ggml_type(llama_cpp, tk),
                                ggml_type(llama_cpp, tv), args.threads)
-            row = dict(spec=f"llama.cpp {tk}" + (f"/{tv}" if tv != tk else ""), layers="all",
+            row = dict(spec=f"llama.cpp {tk}" + (f"/{tv}" if tv != tk else "") +
+                       (" no-rot" if args.no_attn_rot else ""), layers="all",
                        mode="llama.cpp", bits=(CACHE_BITS.get(tk, float("nan")) + CACHE_BITS.get(tv, float("nan"))) / 2)
             row.update(rp.pooled(rp.per_token(ref, logits, ids)))
             rows.append(row)
@@ -104,7 +114,7 @@ def main(argv=None):
                   f"KL {row['kl']:.5f}, top-1 {row['top1']:.3f}", file=sys.stderr)
         res = dict(n_tokens=int(len(ids)), n_predicted=int(len(ids) - 1), seed=0, rows=rows, per_token=[])
         meta = dict(model=os.path.basename(args.model), backend="llama.cpp (llama-cpp-python "
-                    f"{getattr(llama_cpp, '__version__', '?')})", reference="llama.cpp f16 KV cache",
+                    f"{getattr(llama_cpp, '__version__', '?')})", tool="peer_llamacpp_kv.py", reference_run="llama.cpp f16 KV cache",
                     text_source=os.path.basename(args.tokens_from or args.text))
         text = rp.render(res, args.format, meta)
         if args.out:

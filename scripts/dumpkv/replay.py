@@ -445,8 +445,9 @@ def render(result, fmt, meta):
     rows = result["rows"]
     cols = COLUMNS + (PROXY_COLUMNS if rows and "nmse" in rows[0] else [])
     if fmt == "json":
-        doc = dict(tool="dump_kv.py --replay", loop="closed", **meta,
-                   n_tokens=result["n_tokens"], n_predicted=result["n_predicted"], seed=result["seed"],
+        doc = dict(tool="dump_kv.py --replay", loop="closed")
+        doc.update(meta)
+        doc.update(n_tokens=result["n_tokens"], n_predicted=result["n_predicted"], seed=result["seed"],
                    reference=dict(nll=rows[0]["nll_ref"], ppl=rows[0]["ppl_ref"]) if rows else None,
                    rows=rows)
         if "spearman" in result:
