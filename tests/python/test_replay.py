@@ -328,3 +328,16 @@ def test_cli_tokens_from_dump(model_dir, tmp_path):
     one_line_error(run_cli("--model", tmp_path / "m2.bin", "--tokens-from", dump, "--replay", "fp32"),
                    "layer 0 K differs")
     one_line_error(run_cli(*base, "--tokens-from", tmp_path / "missing.h5", "--replay", "fp32"), "missing.h5")
+
+
+def test_block_formats_match_ggml_reference():
+    """tq's q8_0 / q4_0 decode exactly like the gguf package's reference quantizers (the formats
+    llama.cpp's cache uses), so tq's replay and llama.cpp's cache store the same numbers."""
+    quants = pytest.importorskip("gguf.quants")
+    from gguf import GGMLQuantizationType as Q
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((130, 64)) * np.exp(rng.standard_normal(64))).astype(np.float32)
+    for t, spec in ((Q.Q8_0, "q8_0"), (Q.Q4_0, "q4_0")):
+        want = quants.dequantize(quants.quantize(x, t), t).reshape(x.shape)
+        c = tq.Codec(spec, 64, 0, "k")
+        assert np.array_equal(c.decode(c.encode(x)), want), spec
