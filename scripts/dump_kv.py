@@ -22,6 +22,8 @@ import argparse
 import os
 import sys
 
+import numpy as np
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from dumpkv import VERSION  # noqa: E402
@@ -44,7 +46,7 @@ def parse_args(argv):
     p.add_argument("--device", default="cpu", help="hf: torch device (default cpu)")
     p.add_argument("--hf-dtype", choices=("fp32", "bf16", "fp16", "fp64"), default="fp32",
                    help="hf: compute dtype of the forward/backward pass (default fp32)")
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--text", metavar="FILE", help="UTF-8 text file to run over "
                      "(leading/trailing whitespace is stripped)")
     src.add_argument("--prompt", metavar="STR", help="text given on the command line")
@@ -69,7 +71,47 @@ def parse_args(argv):
     p.add_argument("--generate", type=int, metavar="N",
                    help="greedy-decode N tokens after the text and print it (validation)")
     p.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
+    r = p.add_argument_group("closed-loop replay (docs/replay.md; needs the tq Python module)")
+    r.add_argument("--replay", action="append", metavar="SPEC",
+                   help="run the model with its KV cache compressed by this tq codec spec and "
+                   "compare with the uncompressed run (repeatable); writes no dump")
+    r.add_argument("--replay-layers", default="all", metavar="all|each|L1,L2",
+                   help="compressed layers: all at once (default), each layer alone (one run per "
+                   "layer), or each listed layer alone")
+    r.add_argument("--replay-mode", choices=("auto", "rowwise", "prefix"), default="auto",
+                   help="rowwise: encode each head once (exact for per-vector codecs); prefix: "
+                   "re-encode the cache prefix for every query (exact for KIVI groups/windows); "
+                   "auto (default): probe the codec")
+    r.add_argument("--replay-seed", type=int, default=0, metavar="S",
+                   help="run seed; codec seeds are tq.seed_for(S, layer, head, tensor) as in the "
+                   "tq CLI (default 0, the CLI's default)")
+    r.add_argument("--replay-proxies", action="store_true",
+                   help="also report open-loop proxies (NMSE, ip_rms, attn_kl on the uncompressed "
+                   "run's K/V/Q) and their Spearman rank correlation with KL across codecs")
+    r.add_argument("--replay-format", choices=("table", "md", "csv", "json"), default="table",
+                   help="report format (default table)")
+    r.add_argument("--replay-out", metavar="FILE",
+                   help="write the report here instead of stdout (refused if it exists, unless --force)")
+    r.add_argument("--replay-per-token", metavar="FILE.csv",
+                   help="write per-token rows (nll, KL, top-1, p of the next token) of every run")
+    r.add_argument("--tokens-from", metavar="DUMP",
+                   help="replay the token stream of this tq dump (checked against the model: "
+                   "layers, kv heads, head_dim and layer 0's K) instead of --text/--prompt")
     args = p.parse_args(argv)
+    if args.replay:
+        if args.out is not None or args.generate is not None or args.grads:
+            p.error("--replay writes no dump: --out, --grads and --generate do not apply")
+        if (args.text is None) == (args.prompt is None) and args.tokens_from is None:
+            p.error("--replay needs one of --text, --prompt or --tokens-from")
+        if args.tokens_from is not None and (args.text is not None or args.prompt is not None):
+            p.error("--tokens-from replaces --text/--prompt")
+        if args.max_tokens is not None and args.max_tokens < 2:
+            p.error("--max-tokens must be >= 2 with --replay")
+        return args
+    if args.tokens_from is not None:
+        p.error("--tokens-from only applies with --replay")
+    if args.text is None and args.prompt is None:
+        p.error("one of the arguments --text --prompt is required")
     if args.grad_dtype is None:
         args.grad_dtype = "fp32" if args.dtype == "fp16" else args.dtype
     if args.out is None and args.generate is None:
@@ -93,7 +135,66 @@ def read_text(args):
         raise DumpError(f"{args.text}: not UTF-8 text ({e.reason} at byte {e.start})")
 
 
+def run_replay(args):
+    from dumpkv import replay as rp
+    for path in (args.replay_out, args.replay_per_token):
+        if path is not None:
+            check_writable(path, args.force)
+    name = args.backend or detect_backend(args.model)
+    if name not in ("llama2c", "gguf"):
+        raise DumpError(f"--replay: backend '{name}' is not supported (llama2c, gguf)")
+    rp.import_tq()  # fails early when the module is not built
+    backend = make_backend(name)
+    backend.load(args.model, args.tokenizer)
+    n_layers, _, n_dim = rp.model_geometry(backend)
+    rp.parse_layers(args.replay_layers, n_layers)
+    rp.make_banks(args.replay, n_dim, args.replay_seed)  # bad specs fail before any model run
+    if args.tokens_from is not None:
+        ids, k0 = rp.check_dump_matches(args.tokens_from, backend)
+        source = os.path.basename(args.tokens_from)
+    else:
+        text, source = read_text(args)
+        ids = backend.tokenize(text)
+        k0 = None
+    ctx = backend.context_length
+    if args.max_tokens is not None:
+        ids = ids[:args.max_tokens]
+    if len(ids) > ctx:
+        raise DumpError(f"{source}: {len(ids)} tokens exceed the model's context of {ctx}; "
+                        "pass --max-tokens")
+    if k0 is not None:
+        _, ks, _, _ = rp.forward(backend, ids, want_kv=True)
+        mine = np.asarray(ks[0], dtype=np.float64)[:, :k0.shape[1]]
+        err = float(np.sqrt(np.mean((mine - k0[:, :mine.shape[1]]) ** 2) / max(np.mean(mine ** 2), 1e-30)))
+        if not err < 2e-2:
+            raise DumpError(f"{args.tokens_from}: dump does not match the model (layer 0 K differs "
+                            f"from the model's by relative RMS {err:.3g} on its own tokens)")
+    log = None if args.replay_out is None and args.replay_format != "table" else \
+        (lambda m: print(f"{PROG}: {m}", file=sys.stderr))
+    res = rp.replay(backend, ids, args.replay, layers_arg=args.replay_layers, seed=args.replay_seed,
+                    mode=args.replay_mode, want_proxies=args.replay_proxies, log=log)
+    meta = dict(model=backend.metadata()["model_name"], backend=name, text_source=source,
+                replay_layers=args.replay_layers, replay_mode=args.replay_mode)
+    report = rp.render(res, args.replay_format, meta)
+    if args.replay_out is not None:
+        atomic_write(args.replay_out, report)
+    else:
+        sys.stdout.write(report)
+    if args.replay_per_token is not None:
+        atomic_write(args.replay_per_token, rp.per_token_csv(res))
+    return 0
+
+
+def atomic_write(path, text):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 def run(args):
+    if args.replay:
+        return run_replay(args)
     if args.out is not None:
         check_writable(args.out, args.force)  # fail before the (possibly long) model run
     name = args.backend or detect_backend(args.model)

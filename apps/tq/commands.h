@@ -7,6 +7,7 @@
 namespace tq::app {
 
 void add_benchmark_command(CLI::App& root, Context& ctx);
+void add_apply_command(CLI::App& root, Context& ctx);
 void add_info_command(CLI::App& root, Context& ctx);
 void add_inspect_command(CLI::App& root, Context& ctx);
 void add_synth_command(CLI::App& root, Context& ctx);

@@ -25,6 +25,7 @@ constexpr AddCommand kCommands[] = {
     &tq::app::add_inspect_command,
     &tq::app::add_synth_command,
     &tq::app::add_codebook_command,
+    &tq::app::add_apply_command,
 };
 
 constexpr const char* kDescription =

@@ -161,12 +161,22 @@ class LlamaModel:
             v = np.ascontiguousarray((xb @ w.wv[l].T).reshape(T, KVH, hd).transpose(1, 0, 2))
             q = apply_rope(q_pre, cos, sin, c.rope_pairing)
             k = apply_rope(k_pre, cos, sin, c.rope_pairing)
+            stepwise = None
             if kv_hook is not None:
-                k2, v2 = kv_hook(l, k, v)
+                ret = kv_hook(l, k, v)
+                if hasattr(ret, "attend"):  # per-query cache states (replay of token-group codecs)
+                    if keep_for_backward:
+                        raise ValueError("a stepwise kv_hook result has no backward pass")
+                    stepwise, (k2, v2) = ret, (ret.k, ret.v)
+                else:
+                    k2, v2 = ret
                 if k2.shape != k.shape or v2.shape != v.shape:
                     raise ValueError(f"kv_hook changed the K/V shape in layer {l}")
                 k, v = np.asarray(k2, dtype=dt), np.asarray(v2, dtype=dt)
-            attn, probs = causal_attention(q, k, v, c.attn_scale)
+            if stepwise is not None:
+                attn, probs = stepwise.attend(q, c.attn_scale).astype(q.dtype), None
+            else:
+                attn, probs = causal_attention(q, k, v, c.attn_scale)
             x = x + attn.transpose(1, 0, 2).reshape(T, c.dim) @ w.wo[l].T
             x_mid = x
             xb2 = rmsnorm(x, w.rms_ffn[l], c.norm_eps)

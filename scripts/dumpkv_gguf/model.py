@@ -199,7 +199,10 @@ class LlamaModel:
           pre-RoPE output; a hook that wants the K/V it was given can record them itself).
         kv_hook(layer, k, v) -> (k', v'): called right after each layer's post-RoPE K and V are
           produced ([n_kv_head, T, head_dim] each, model dtype); attention then uses k', v',
-          so later layers see the effect (closed-loop replay of a KV-cache codec).
+          so later layers see the effect (closed-loop replay of a KV-cache codec). The hook may
+          instead return an object with arrays .k, .v (the final cache) and a method
+          attend(q, scale) -> float64 [n_head, T, head_dim] that gives each query its own cache
+          state (scripts/dumpkv/replay.py, for codecs whose cache changes as tokens arrive).
         keep_for_backward: keep what `backward` needs.
         """
         toks = np.asarray(list(tokens) if not isinstance(tokens, np.ndarray) else tokens, dtype=np.int64)
@@ -224,8 +227,15 @@ class LlamaModel:
             v = self._heads(h @ lw["attn_v"].T, self.n_kv_head)
             q = apply_rope(q_pre, cos, sin, pairing)
             k = apply_rope(k_pre, cos, sin, pairing)
+            stepwise = None
             if kv_hook is not None:
-                k2, v2 = kv_hook(li, k, v)
+                ret = kv_hook(li, k, v)
+                if hasattr(ret, "attend"):  # per-query cache states (replay of token-group codecs)
+                    if keep_for_backward:
+                        raise ValueError("a stepwise kv_hook result has no backward pass")
+                    stepwise, (k2, v2) = ret, (ret.k, ret.v)
+                else:
+                    k2, v2 = ret
                 k2 = np.asarray(k2, dtype=self.dtype)
                 v2 = np.asarray(v2, dtype=self.dtype)
                 if k2.shape != k.shape or v2.shape != v.shape:
@@ -235,9 +245,12 @@ class LlamaModel:
             for name, arr in (("q_pre", q_pre), ("k_pre", k_pre), ("q", q), ("k", k), ("v", v)):
                 if name in res.captures:
                     res.captures[name].append(arr.astype(np.float32, copy=True))
-            p = self._attention_probs(q, k)
-            o = np.matmul(p, v[:, None].astype(np.float64))  # [KVH, G, T, hd]
-            o = self._unheads(o.reshape(self.n_head, t, self.head_dim).astype(self.dtype))
+            if stepwise is not None:
+                o = self._unheads(stepwise.attend(q, self.attn_scale).astype(self.dtype))
+            else:
+                p = self._attention_probs(q, k)
+                o = np.matmul(p, v[:, None].astype(np.float64))  # [KVH, G, T, hd]
+                o = self._unheads(o.reshape(self.n_head, t, self.head_dim).astype(self.dtype))
             x1 = x + o @ lw["attn_output"].T
             h2, r2 = rms_norm(x1, lw["ffn_norm"], self.eps)
             gate = h2 @ lw["ffn_gate"].T
