@@ -122,6 +122,23 @@ float RotatedScalarCodec::normalise_row(const simd::Kernels& k, const float* x, 
   return static_cast<float>(r);
 }
 
+const float* RotatedScalarCodec::fused_signs() const {
+  const size_t d = dim();
+  if (cfg_.eden || d < 8 || (d & (d - 1)) != 0) return nullptr;  // eden needs y itself
+  return rotation_->hadamard_signs();
+}
+
+void RotatedScalarCodec::write_scales(uint8_t* base, const float* scale, size_t t0, size_t rows) const {
+  for (size_t t = t0; t < t0 + rows; ++t) {
+    if (cfg_.scale_format == ScaleFormat::Fp16) {
+      const uint16_t h = fits_fp16(scale[t]) ? float_to_fp16(scale[t]) : kScaleEscape;
+      std::memcpy(base + t * kFp16Bytes, &h, kFp16Bytes);
+    } else {
+      std::memcpy(base + t * kFp32Bytes, &scale[t], kFp32Bytes);
+    }
+  }
+}
+
 // Encode pipeline per block of kBlockRows rows, all in float with the kernels' fixed summation
 // order (bit-identical on every ISA path and at any thread count):
 //   norm (sum_squares) -> y = x / |x| -> rotate -> boundary search -> [eden: <y, c>] -> pack.
@@ -146,12 +163,32 @@ Encoded RotatedScalarCodec::encode(const float* x, size_t n, const int32_t* posi
   const float* cent = codebook_->centroids.data();
 
   const size_t n_blocks = (n + kBlockRows - 1) / kBlockRows;
+  const float* signs = fused_signs();
+  const size_t row_bytes = d * static_cast<size_t>(bits) / 8;  // whole bytes on the fused path
   parallel_for(n_blocks, n * d >= kParallelMinElements, [&](size_t blk) {
     const size_t t0 = blk * kBlockRows;
     const size_t rows = std::min(kBlockRows, n - t0);
     Scratch& s = scratch(kBlockRows, d);
     float* y = s.y.data();
     uint8_t* codes = s.codes.data();
+    if (signs != nullptr) {
+      // fused per row: norm -> (x / |x|) D -> FWHT -> boundary search -> pack, in registers
+      const float fs = rotation_->hadamard_scale();
+      for (size_t t = t0; t < t0 + rows; ++t) {
+        const float* xr = x + t * d;
+        const float ss = k.sum_squares(xr, d);
+        if (ss >= kMinSumSquares && ss <= std::numeric_limits<float>::max()) {
+          const float r = std::sqrt(ss);
+          scale[t] = r;
+          k.rht_encode_row(xr, 1.0f / r, signs, d, fs, bounds, bits, payload + t * row_bytes);
+        } else {
+          scale[t] = normalise_row(k, xr, y, t);  // rare: exact power-of-two rescaling first
+          k.rht_encode_row(y, 1.0f, signs, d, fs, bounds, bits, payload + t * row_bytes);
+        }
+      }
+      write_scales(base, scale.data(), t0, rows);
+      return;
+    }
     for (size_t r = 0; r < rows; ++r) scale[t0 + r] = normalise_row(k, x + (t0 + r) * d, y + r * d, t0 + r);
     rotation_->forward(y, y, rows);
     k.quantize(y, rows * d, bounds, bits, codes);
@@ -167,14 +204,7 @@ Encoded RotatedScalarCodec::encode(const float* x, size_t n, const int32_t* posi
       }
     }
     k.pack(codes, rows * d, bits, payload + t0 * d * static_cast<size_t>(bits) / 8);
-    for (size_t t = t0; t < t0 + rows; ++t) {
-      if (fp16) {
-        const uint16_t h = fits_fp16(scale[t]) ? float_to_fp16(scale[t]) : kScaleEscape;
-        std::memcpy(base + t * kFp16Bytes, &h, kFp16Bytes);
-      } else {
-        std::memcpy(base + t * kFp32Bytes, &scale[t], kFp32Bytes);
-      }
-    }
+    write_scales(base, scale.data(), t0, rows);
   });
 
   if (fp16) {
@@ -232,9 +262,23 @@ void RotatedScalarCodec::decode(const Encoded& e, float* out) const {
   const uint8_t* payload = e.bytes.data() + off;
   const float* cent = codebook_->centroids.data();
   const size_t n_blocks = (n + kBlockRows - 1) / kBlockRows;
+  const float* signs = fused_signs();
   parallel_for(n_blocks, n * d >= kParallelMinElements, [&](size_t blk) {
     const size_t t0 = blk * kBlockRows;
     const size_t rows = std::min(kBlockRows, n - t0);
+    if (signs != nullptr) {  // fused per row: unpack -> lookup -> FWHT -> D -> * scale
+      const float fs = rotation_->hadamard_scale();
+      const size_t row_bytes = d * static_cast<size_t>(bits) / 8;
+      for (size_t t = t0; t < t0 + rows; ++t) {
+        float* row = out + t * d;
+        if (scale[t] == 0.0f) {
+          for (size_t i = 0; i < d; ++i) row[i] = 0.0f;
+        } else {
+          k.rht_decode_row(payload + t * row_bytes, cent, bits, signs, d, fs, scale[t], row);
+        }
+      }
+      return;
+    }
     Scratch& s = scratch(kBlockRows, d);
     float* o = out + t0 * d;
     k.unpack(payload + t0 * d * static_cast<size_t>(bits) / 8, rows * d, bits, s.codes.data());

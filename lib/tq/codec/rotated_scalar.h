@@ -54,6 +54,11 @@ class RotatedScalarCodec final : public Codec {
  private:
   /// y = x / |x| for one row of x (row index t for errors); returns |x|. Float, fixed order.
   float normalise_row(const simd::Kernels& k, const float* x, float* y, size_t t) const;
+  /// The one-round Hadamard signs when the fused row kernels apply (hr, d a power of two >= 8,
+  /// not eden), else nullptr.
+  const float* fused_signs() const;
+  /// Scales of rows [t0, t0 + rows) into their fp16 (escape marker if needed) or fp32 slots.
+  void write_scales(uint8_t* base, const float* scale, size_t t0, size_t rows) const;
 
   RotatedScalarConfig cfg_;
   const ScalarCodebook* codebook_;

@@ -109,6 +109,10 @@ class HadamardRotation final : public Rotation {
   }
 
   std::string name() const override { return "hr"; }
+  const float* hadamard_signs() const override {
+    return rounds_.size() == 1 && rounds_.front().perm.empty() ? rounds_.front().signs1.data() : nullptr;
+  }
+  float hadamard_scale() const override { return scale_; }
 
  private:
   size_t p_;

@@ -2,6 +2,7 @@
 #include "tq/simd/kernels.h"
 
 #include <atomic>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -46,5 +47,44 @@ const Kernels& kernels_for(Level level) {
 ScopedLevel::ScopedLevel(Level level) : previous_(g_override.load()) { g_override.store(static_cast<int>(cap(level))); }
 
 ScopedLevel::~ScopedLevel() { g_override.store(previous_); }
+
+void rht_encode_row_composed(const Kernels& k, const float* x, float m, const float* signs, size_t p, float fs,
+                             const float* bounds, int bits, uint8_t* out) {
+  constexpr size_t kMax = 4096;
+  float y_stack[kMax];
+  uint8_t c_stack[kMax];
+  std::vector<float> y_heap;
+  std::vector<uint8_t> c_heap;
+  float* y = y_stack;
+  uint8_t* c = c_stack;
+  if (p > kMax) {
+    y_heap.resize(p);
+    c_heap.resize(p);
+    y = y_heap.data();
+    c = c_heap.data();
+  }
+  k.scale(x, m, y, p);
+  k.mul(y, signs, y, p);
+  k.fwht(y, p, fs);
+  k.quantize(y, p, bounds, bits, c);
+  k.pack(c, p, bits, out);
+}
+
+void rht_decode_row_composed(const Kernels& k, const uint8_t* in, const float* table, int bits, const float* signs,
+                             size_t p, float fs, float sc, float* out) {
+  constexpr size_t kMax = 4096;
+  uint8_t c_stack[kMax];
+  std::vector<uint8_t> c_heap;
+  uint8_t* c = c_stack;
+  if (p > kMax) {
+    c_heap.resize(p);
+    c = c_heap.data();
+  }
+  k.unpack(in, p, bits, c);
+  k.lookup(c, p, table, bits, out);
+  k.fwht(out, p, fs);
+  k.mul(out, signs, out, p);
+  k.scale(out, sc, out, p);
+}
 
 }  // namespace tq::simd

@@ -362,9 +362,115 @@ void q4_0_decode(const uint8_t* in, size_t n_blocks, float* out) {
   }
 }
 
+// ---- fused one-round RHT rows (p = 16 NV <= 256 in registers) --------------------------------
+
+const Kernels& self();
+
+/// The first K = 2^bits entries of `t` in two registers (masked loads: nothing past the end).
+void load_table(const float* t, size_t count, __m512& t0, __m512& t1) {
+  t0 = _mm512_maskz_loadu_ps(count >= 16 ? static_cast<__mmask16>(0xFFFF) : tail_mask(count), t);
+  t1 = count > 16 ? _mm512_maskz_loadu_ps(count >= 32 ? static_cast<__mmask16>(0xFFFF) : tail_mask(count - 16), t + 16)
+                  : _mm512_setzero_ps();
+}
+
+template <size_t NV>
+void fwht_regs_all(__m512* r, float fs) {
+  for (size_t q = 0; q < NV; ++q) r[q] = fwht16(r[q]);
+  for (size_t h16 = 1; h16 < NV; h16 *= 2) fwht_regs<NV>(r, h16);
+  const __m512 vs = _mm512_set1_ps(fs);
+  for (size_t q = 0; q < NV; ++q) r[q] = _mm512_mul_ps(r[q], vs);
+}
+
+template <size_t NV>
+void rht_encode_regs(const float* x, float m, const float* signs, float fs, const float* bounds, int bits, uint8_t* out) {
+  __m512 r[NV];
+  const __m512 vm = _mm512_set1_ps(m);
+  for (size_t q = 0; q < NV; ++q)  // scale, then mul by the signs: the composition's two roundings
+    r[q] = _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * q), vm), _mm512_loadu_ps(signs + 16 * q));
+  fwht_regs_all<NV>(r, fs);
+  __m512i idx[NV];
+  if (bits <= 5) {
+    __m512 t0, t1;
+    load_table(bounds, (size_t{1} << bits) - 1, t0, t1);
+    for (size_t q = 0; q < NV; ++q)
+      idx[q] = bits <= 4 ? search(r[q], bits, bounds, [&](__m512i j) { return _mm512_permutexvar_ps(j, t0); })
+                         : search(r[q], bits, bounds, [&](__m512i j) { return _mm512_permutex2var_ps(t0, j, t1); });
+  } else {
+    for (size_t q = 0; q < NV; ++q)
+      idx[q] = search(r[q], bits, bounds, [&](__m512i j) { return _mm512_i32gather_ps(j, bounds, 4); });
+  }
+  if (bits == 4) {  // two codes per byte: (c0 | c1 << 4) in the low byte of every qword, then vpmovqb
+    for (size_t q = 0; q < NV; ++q) {
+      const __m512i v = _mm512_or_si512(idx[q], _mm512_srli_epi64(idx[q], 28));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(out + 8 * q), _mm512_cvtepi64_epi8(v));
+    }
+    return;
+  }
+  alignas(64) uint8_t codes[16 * NV];
+  for (size_t q = 0; q < NV; ++q)
+    _mm_store_si128(reinterpret_cast<__m128i*>(codes + 16 * q), _mm512_cvtepi32_epi8(idx[q]));
+  detail::pack_bmi2(codes, 16 * NV, bits, out);
+}
+
+template <size_t NV>
+void rht_decode_regs(const uint8_t* in, const float* table, int bits, const float* signs, float fs, float sc, float* out) {
+  __m512 r[NV];
+  __m512 t0, t1;
+  const size_t k = size_t{1} << bits;
+  if (bits <= 5) load_table(table, k, t0, t1);
+  if (bits == 4) {  // 8 bytes -> 16 nibbles as int32, in stream order
+    const __m512i low = _mm512_set1_epi64(0x0F);
+    for (size_t q = 0; q < NV; ++q) {
+      const __m512i b = _mm512_cvtepu8_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(in + 8 * q)));
+      const __m512i idx =
+          _mm512_or_si512(_mm512_and_si512(b, low), _mm512_slli_epi64(_mm512_and_si512(_mm512_srli_epi64(b, 4), low), 32));
+      r[q] = _mm512_permutexvar_ps(idx, t0);
+    }
+  } else {
+    alignas(64) uint8_t codes[16 * NV];
+    detail::unpack_bmi2(in, 16 * NV, bits, codes);
+    for (size_t q = 0; q < NV; ++q) {
+      const __m512i idx = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(codes + 16 * q)));
+      r[q] = bits <= 4   ? _mm512_permutexvar_ps(idx, t0)
+             : bits == 5 ? _mm512_permutex2var_ps(t0, idx, t1)
+                         : _mm512_i32gather_ps(idx, table, 4);
+    }
+  }
+  fwht_regs_all<NV>(r, fs);
+  const __m512 vsc = _mm512_set1_ps(sc);
+  for (size_t q = 0; q < NV; ++q)
+    _mm512_storeu_ps(out + 16 * q, _mm512_mul_ps(_mm512_mul_ps(r[q], _mm512_loadu_ps(signs + 16 * q)), vsc));
+}
+
+void rht_encode_row(const float* x, float m, const float* signs, size_t p, float fs, const float* bounds, int bits,
+                    uint8_t* out) {
+  switch (p) {
+    case 16: rht_encode_regs<1>(x, m, signs, fs, bounds, bits, out); return;
+    case 32: rht_encode_regs<2>(x, m, signs, fs, bounds, bits, out); return;
+    case 64: rht_encode_regs<4>(x, m, signs, fs, bounds, bits, out); return;
+    case 128: rht_encode_regs<8>(x, m, signs, fs, bounds, bits, out); return;
+    case 256: rht_encode_regs<16>(x, m, signs, fs, bounds, bits, out); return;
+    default: rht_encode_row_composed(self(), x, m, signs, p, fs, bounds, bits, out); return;
+  }
+}
+
+void rht_decode_row(const uint8_t* in, const float* table, int bits, const float* signs, size_t p, float fs, float sc,
+                    float* out) {
+  switch (p) {
+    case 16: rht_decode_regs<1>(in, table, bits, signs, fs, sc, out); return;
+    case 32: rht_decode_regs<2>(in, table, bits, signs, fs, sc, out); return;
+    case 64: rht_decode_regs<4>(in, table, bits, signs, fs, sc, out); return;
+    case 128: rht_decode_regs<8>(in, table, bits, signs, fs, sc, out); return;
+    case 256: rht_decode_regs<16>(in, table, bits, signs, fs, sc, out); return;
+    default: rht_decode_row_composed(self(), in, table, bits, signs, p, fs, sc, out); return;
+  }
+}
+
 constexpr Kernels kTable{Level::Avx512, sum_squares, dot,         scale,       mul,         fwht,
                          matmul_rows,   quantize,    lookup,      pack,        unpack,      f32_to_f16,
-                         f16_to_f32,    q8_0_encode, q8_0_decode, q4_0_encode, q4_0_decode};
+                         f16_to_f32,    q8_0_encode, q8_0_decode, q4_0_encode, q4_0_decode, rht_encode_row, rht_decode_row};
+
+const Kernels& self() { return kTable; }
 
 }  // namespace
 
