@@ -190,10 +190,10 @@ std::unique_ptr<tq::Codec> make(const std::string& spec, size_t d) {
 
 int main(int argc, char** argv) try {
   const Options opt = parse(argc, argv);
-  // Keep freed blocks in the heap: every encode allocates its output, and fresh mmap'ed pages
-  // would charge page faults to the codec instead of measuring it.
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  // Keep freed blocks in the heap (no mmap, no trimming): every encode allocates its output, and
+  // fresh mmap'ed pages would charge page faults to the codec instead of measuring it.
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, 0x7FFFFFFF);
 
   std::printf("tq_bench: simd %s (detected %s), cpu cores %d\n", tq::simd::level_name(tq::simd::kernels().level),
               tq::simd::level_name(tq::simd::detected_level()), omp_get_num_procs());

@@ -80,7 +80,7 @@ void mul(const float* a, const float* b, float* out, size_t n) {
 
 /// FWHT stages h = 1, 2, 4, 8 inside one register: lane j (lower partner) gets a + b, lane j + h
 /// gets a - b, with `sw` the register with partners swapped.
-__m512 fwht16(__m512 v) {
+[[gnu::always_inline]] inline __m512 fwht16(__m512 v) {
   __m512 sw = _mm512_permute_ps(v, 0xB1);
   v = _mm512_mask_sub_ps(_mm512_add_ps(v, sw), 0xAAAA, sw, v);
   sw = _mm512_permute_ps(v, 0x4E);
@@ -94,7 +94,7 @@ __m512 fwht16(__m512 v) {
 
 /// Stage h (>= 16) over registers held in r[0 : nv]; register q pairs with q + h/16.
 template <size_t NV>
-void fwht_regs(__m512* r, size_t h16) {
+[[gnu::always_inline]] inline void fwht_regs(__m512* r, size_t h16) {
   for (size_t i = 0; i < NV; i += 2 * h16)
     for (size_t q = i; q < i + h16; ++q) {
       const __m512 a = r[q], b = r[q + h16];
@@ -189,7 +189,7 @@ void matmul_rows(const float* in, float* out, size_t n, const float* m, size_t d
 /// Branchless binary search with the probe fetched by `probe(idx)`: same probes as the scalar
 /// loop, so the same integer result.
 template <class Probe>
-__m512i search(__m512 v, int bits, const float* b, Probe probe) {
+[[gnu::always_inline]] inline __m512i search(__m512 v, int bits, const float* b, Probe probe) {
   const int k = 1 << bits;
   // first step: the probe is the same boundary for every lane
   const __mmask16 gt0 = _mm512_cmp_ps_mask(v, _mm512_set1_ps(b[k / 2 - 1]), _CMP_GT_OQ);
@@ -374,7 +374,7 @@ void load_table(const float* t, size_t count, __m512& t0, __m512& t1) {
 }
 
 template <size_t NV>
-void fwht_regs_all(__m512* r, float fs) {
+[[gnu::always_inline]] inline void fwht_regs_all(__m512* r, float fs) {
   for (size_t q = 0; q < NV; ++q) r[q] = fwht16(r[q]);
   for (size_t h16 = 1; h16 < NV; h16 *= 2) fwht_regs<NV>(r, h16);
   const __m512 vs = _mm512_set1_ps(fs);
