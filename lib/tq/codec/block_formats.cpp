@@ -40,6 +40,8 @@
 #include "tq/codec/codec.h"
 #include "tq/codec/factories.h"
 #include "tq/core/error.h"
+#include "tq/core/parallel.h"
+#include "tq/simd/kernels.h"
 
 namespace tq {
 
@@ -179,6 +181,16 @@ class BlockFormatCodec final : public Codec {
     e.count = byte_count(n);
     e.bytes.assign(e.count.total(), 0);
     const size_t n_blocks = n * dim() / block_;
+    if (fast_path()) {  // q8_0 / q4_0 with 32-element blocks: simd kernels, chunks of blocks in parallel
+      const simd::Kernels& k = simd::kernels();
+      parallel_for(chunks(n_blocks), n_blocks >= kParallelMinBlocks, [&](size_t c) {
+        const size_t b0 = c * kChunkBlocks, nb = std::min(kChunkBlocks, n_blocks - b0);
+        uint8_t* out = e.bytes.data() + b0 * block_bytes_;
+        if (kind_ == BlockKind::Q8_0) k.q8_0_encode(x + b0 * block_, nb, out);
+        else k.q4_0_encode(x + b0 * block_, nb, out);
+      });
+      return e;
+    }
     std::vector<uint8_t> codes(block_);
     std::vector<float> weights(block_);
     for (size_t i = 0; i < n_blocks; ++i) {
@@ -200,6 +212,16 @@ class BlockFormatCodec final : public Codec {
       throw Error(fmt::format("codec '{}': encoding of {} tokens holds {} bytes, expected {} for head_dim {}", spec(), n,
                               e.bytes.size(), byte_count(n).total(), dim()));
     const size_t n_blocks = n * dim() / block_;
+    if (fast_path()) {
+      const simd::Kernels& k = simd::kernels();
+      parallel_for(chunks(n_blocks), n_blocks >= kParallelMinBlocks, [&](size_t c) {
+        const size_t b0 = c * kChunkBlocks, nb = std::min(kChunkBlocks, n_blocks - b0);
+        const uint8_t* in = e.bytes.data() + b0 * block_bytes_;
+        if (kind_ == BlockKind::Q8_0) k.q8_0_decode(in, nb, out + b0 * block_);
+        else k.q4_0_decode(in, nb, out + b0 * block_);
+      });
+      return;
+    }
     std::vector<uint8_t> codes(block_);
     for (size_t i = 0; i < n_blocks; ++i) {
       const uint8_t* in = e.bytes.data() + i * block_bytes_;
@@ -236,6 +258,14 @@ class BlockFormatCodec final : public Codec {
   }
 
  private:
+  /// Blocks per parallel work item, and the batch size below which one thread does it all.
+  static constexpr size_t kChunkBlocks = 256;
+  static constexpr size_t kParallelMinBlocks = 1024;
+  static size_t chunks(size_t n_blocks) { return (n_blocks + kChunkBlocks - 1) / kChunkBlocks; }
+  /// The simd kernels implement exactly these two formats at ggml's block size (same bytes as
+  /// encode_q8_0 / encode_q4_0 below, which serve the other block sizes).
+  bool fast_path() const { return block_ == simd::kQBlock && (kind_ == BlockKind::Q8_0 || kind_ == BlockKind::Q4_0); }
+
   void encode_q8_0(const float* x, uint8_t* out) const {
     float amax = 0.0f;
     for (size_t j = 0; j < block_; ++j) amax = std::max(amax, std::fabs(x[j]));

@@ -2,10 +2,12 @@
 // the byte layout).
 #include "tq/codec/rotated_scalar.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <vector>
 
 #include <fmt/format.h>
@@ -14,6 +16,7 @@
 #include "tq/codec/byte_fields.h"
 #include "tq/core/error.h"
 #include "tq/core/half.h"
+#include "tq/core/parallel.h"
 #include "tq/core/rng.h"
 #include "tq/pack/bitpack.h"
 
@@ -126,66 +129,177 @@ size_t RotatedScalarCodec::encoding_size(const uint8_t* p, size_t avail, size_t 
   return base + n_escapes * kFp32Bytes;
 }
 
+namespace {
+
+/// Rows per work item: a multiple of 8, so every block's packed codes start on a byte boundary
+/// and blocks write disjoint bytes; small enough that a block's scratch stays in L1/L2.
+constexpr size_t kBlockRows = 32;
+/// Below this many elements a call runs on one thread (the OpenMP start-up would dominate).
+constexpr size_t kParallelMinElements = size_t{1} << 15;
+
+/// Per-thread scratch, grown once and reused (no allocation per row or per block).
+struct Scratch {
+  std::vector<float> y;
+  std::vector<uint8_t> codes;
+  std::vector<float> c;
+};
+Scratch& scratch(size_t rows, size_t d) {
+  thread_local Scratch s;
+  if (s.y.size() < rows * d) s.y.resize(rows * d);
+  if (s.codes.size() < rows * d) s.codes.resize(rows * d);
+  if (s.c.size() < d) s.c.resize(d);
+  return s;
+}
+
+/// The squared norm range in which the float sum of squares is accurate: no square overflows,
+/// and squares that underflow to subnormals are negligible next to the sum.
+constexpr float kMinSumSquares = 0x1.0p-60f;
+
+}  // namespace
+
+float RotatedScalarCodec::normalise_row(const simd::Kernels& k, const float* x, float* y, size_t t) const {
+  const size_t d = dim();
+  const float ss = k.sum_squares(x, d);
+  if (ss >= kMinSumSquares && ss <= std::numeric_limits<float>::max()) {  // NaN fails both
+    const float r = std::sqrt(ss);
+    k.scale(x, 1.0f / r, y, d);
+    return r;
+  }
+  // Rare: a non-finite value, a huge or a tiny row. Scale by a power of two (exact) first.
+  float m = 0.0f;
+  for (size_t i = 0; i < d; ++i) {
+    const float a = std::fabs(x[i]);
+    if (!(a <= std::numeric_limits<float>::max()))
+      throw Error(fmt::format("codec '{}': row {} has a non-finite value or norm", spec(), t));
+    m = a > m ? a : m;
+  }
+  if (m == 0.0f) {
+    for (size_t i = 0; i < d; ++i) y[i] = 0.0f;
+    return 0.0f;
+  }
+  const int e = std::ilogb(m);
+  for (size_t i = 0; i < d; ++i) y[i] = std::ldexp(x[i], -e);
+  const float r1 = std::sqrt(k.sum_squares(y, d));  // in [1, 2 sqrt(d))
+  k.scale(y, 1.0f / r1, y, d);
+  const double r = std::ldexp(static_cast<double>(r1), e);
+  if (r > static_cast<double>(std::numeric_limits<float>::max()))
+    throw Error(fmt::format("codec '{}': row {} has a norm beyond the float range", spec(), t));
+  return static_cast<float>(r);
+}
+
+const float* RotatedScalarCodec::fused_signs() const {
+  const size_t d = dim();
+  if (cfg_.eden || d < 8 || (d & (d - 1)) != 0) return nullptr;  // eden needs y itself
+  return rotation_->hadamard_signs();
+}
+
+void RotatedScalarCodec::write_scales(uint8_t* base, const float* scale, size_t t0, size_t rows) const {
+  for (size_t t = t0; t < t0 + rows; ++t) {
+    if (cfg_.scale_format == ScaleFormat::Fp16) {
+      const uint16_t h = fits_fp16(scale[t]) ? float_to_fp16(scale[t]) : kScaleEscape;
+      std::memcpy(base + t * kFp16Bytes, &h, kFp16Bytes);
+    } else {
+      std::memcpy(base + t * kFp32Bytes, &scale[t], kFp32Bytes);
+    }
+  }
+}
+
+// Encode pipeline per block of kBlockRows rows, all in float with the kernels' fixed summation
+// order (bit-identical on every ISA path and at any thread count):
+//   norm (sum_squares) -> y = x / |x| -> rotate -> boundary search -> [eden: <y, c>] -> pack.
+// Scales go straight into their fp16/fp32 slots; the rare escaped fp16 scales are inserted after.
 Encoded RotatedScalarCodec::encode(const float* x, size_t n, const int32_t* positions) const {
   (void)positions;
   const size_t d = dim();
-  std::vector<float> y(n * d);
-  std::vector<float> scale(n);
-  normalise_rows(x, n, d, y.data(), scale.data(), spec());
-  rotation_->forward(y.data(), y.data(), n);
-  std::vector<uint8_t> codes(n * d);
-  codebook_->encode(y.data(), codes.data(), n * d);
-
-  if (cfg_.eden) {
-    // s = r / <y, c>: then <xhat, x> = s <c, R x> = r^2 <c, y> / <y, c> = |x|^2 exactly, and
-    // over a Haar R, E[xhat] = x (EDEN, Vargaftik et al. 2022). <y, c> > 0 whenever y != 0
-    // because the codebook is symmetric with a boundary at 0, so sign(c_i) = sign(y_i).
-    const float* cent = codebook_->centroids.data();
-    for (size_t t = 0; t < n; ++t) {
-      const float* yr = y.data() + t * d;
-      const uint8_t* cr = codes.data() + t * d;
-      double ip = 0.0;
-      for (size_t i = 0; i < d; ++i) ip += static_cast<double>(yr[i]) * static_cast<double>(cent[cr[i]]);
-      scale[t] = ip > 0.0 ? static_cast<float>(static_cast<double>(scale[t]) / ip) : 0.0f;
-    }
-  }
+  const int bits = cfg_.bits;
+  const simd::Kernels& k = simd::kernels();
+  const bool fp16 = cfg_.scale_format == ScaleFormat::Fp16;
+  const size_t scale_bytes = fp16 ? kFp16Bytes : kFp32Bytes;
 
   Encoded e;
   e.n_tokens = n;
   e.dim = d;
   e.count = byte_count(n);
-  size_t n_escapes = 0;
-  if (cfg_.scale_format == ScaleFormat::Fp16)
-    for (size_t t = 0; t < n; ++t) n_escapes += fits_fp16(scale[t]) ? 0 : 1;
-  e.count.side += n_escapes * kFp32Bytes;
   e.bytes.assign(e.count.total(), 0);
-  uint8_t* p = e.bytes.data();
+  std::vector<float> scale(n);
+  const size_t hb = header_bytes();
   if (codebook_in_stream_) {  // per-tensor data codebook: centroids first, fp32 little endian
-    for (size_t i = 0; i < codebook_->size(); ++i) bytes::put_u32(p + 4 * i, std::bit_cast<uint32_t>(codebook_->centroids[i]));
-    p += header_bytes();
+    for (size_t i = 0; i < codebook_->size(); ++i)
+      bytes::put_u32(e.bytes.data() + 4 * i, std::bit_cast<uint32_t>(codebook_->centroids[i]));
   }
-  if (cfg_.scale_format == ScaleFormat::Fp16) {
-    uint8_t* esc = p + n * kFp16Bytes;
-    for (size_t t = 0; t < n; ++t) {
-      uint16_t h = kScaleEscape;
-      if (fits_fp16(scale[t])) {
-        h = float_to_fp16(scale[t]);
-      } else {
+  uint8_t* base = e.bytes.data() + hb;  // the scales
+  uint8_t* payload = base + n * scale_bytes;
+  const float* bounds = codebook_->boundaries.data();
+  const float* cent = codebook_->centroids.data();
+
+  const size_t n_blocks = (n + kBlockRows - 1) / kBlockRows;
+  const float* signs = fused_signs();
+  const size_t row_bytes = d * static_cast<size_t>(bits) / 8;  // whole bytes on the fused path
+  parallel_for(n_blocks, n * d >= kParallelMinElements, [&](size_t blk) {
+    const size_t t0 = blk * kBlockRows;
+    const size_t rows = std::min(kBlockRows, n - t0);
+    Scratch& s = scratch(kBlockRows, d);
+    float* y = s.y.data();
+    uint8_t* codes = s.codes.data();
+    if (signs != nullptr) {
+      // fused per row: norm -> (x / |x|) D -> FWHT -> boundary search -> pack, in registers
+      const float fs = rotation_->hadamard_scale();
+      for (size_t t = t0; t < t0 + rows; ++t) {
+        const float* xr = x + t * d;
+        const float ss = k.sum_squares(xr, d);
+        if (ss >= kMinSumSquares && ss <= std::numeric_limits<float>::max()) {
+          const float r = std::sqrt(ss);
+          scale[t] = r;
+          k.rht_encode_row(xr, 1.0f / r, signs, d, fs, bounds, bits, payload + t * row_bytes);
+        } else {
+          scale[t] = normalise_row(k, xr, y, t);  // rare: exact power-of-two rescaling first
+          k.rht_encode_row(y, 1.0f, signs, d, fs, bounds, bits, payload + t * row_bytes);
+        }
+      }
+      write_scales(base, scale.data(), t0, rows);
+      return;
+    }
+    for (size_t r = 0; r < rows; ++r) scale[t0 + r] = normalise_row(k, x + (t0 + r) * d, y + r * d, t0 + r);
+    rotation_->forward(y, y, rows);
+    k.quantize(y, rows * d, bounds, bits, codes);
+    if (cfg_.eden) {
+      // s = r / <y, c>: then <xhat, x> = s <c, R x> = r^2 <c, y> / <y, c> = |x|^2 exactly, and
+      // over a Haar R, E[xhat] = x (EDEN, Vargaftik et al. 2022). <y, c> > 0 whenever y != 0
+      // because the codebook is symmetric with a boundary at 0, so sign(c_i) = sign(y_i).
+      for (size_t r = 0; r < rows; ++r) {
+        k.lookup(codes + r * d, d, cent, bits, s.c.data());
+        const float ip = k.dot(y + r * d, s.c.data(), d);
+        float& sc = scale[t0 + r];
+        sc = ip > 0.0f ? sc / ip : 0.0f;
+      }
+    }
+    k.pack(codes, rows * d, bits, payload + t0 * d * static_cast<size_t>(bits) / 8);
+    write_scales(base, scale.data(), t0, rows);
+  });
+
+  if (fp16) {
+    size_t n_escapes = 0;
+    for (size_t t = 0; t < n; ++t) n_escapes += fits_fp16(scale[t]) ? 0 : 1;
+    if (n_escapes > 0) {
+      const auto at = static_cast<std::ptrdiff_t>(hb + n * kFp16Bytes);
+      e.bytes.insert(e.bytes.begin() + at, n_escapes * kFp32Bytes, uint8_t{0});
+      uint8_t* esc = e.bytes.data() + at;
+      for (size_t t = 0; t < n; ++t) {
+        if (fits_fp16(scale[t])) continue;
         std::memcpy(esc, &scale[t], kFp32Bytes);
         esc += kFp32Bytes;
       }
-      std::memcpy(p + t * kFp16Bytes, &h, kFp16Bytes);
+      e.count.side += n_escapes * kFp32Bytes;
     }
-  } else {
-    for (size_t t = 0; t < n; ++t) std::memcpy(p + t * kFp32Bytes, &scale[t], kFp32Bytes);
   }
-  pack_bits(codes.data(), n * d, cfg_.bits, p + (e.count.side - header_bytes()));
   return e;
 }
 
 void RotatedScalarCodec::decode(const Encoded& e, float* out) const {
   const size_t d = dim();
   const size_t n = e.n_tokens;
+  const int bits = cfg_.bits;
+  const simd::Kernels& k = simd::kernels();
   if (e.dim != d) throw Error(fmt::format("codec '{}': encoding has dim {}, codec has {}", spec(), e.dim, d));
   const ByteCount base = byte_count(n);
   std::vector<float> scale(n);
@@ -193,35 +307,30 @@ void RotatedScalarCodec::decode(const Encoded& e, float* out) const {
   size_t off = hb;
   if (e.bytes.size() < hb)
     throw Error(fmt::format("codec '{}': encoding of {} rows is truncated ({} bytes)", spec(), n, e.bytes.size()));
-  ScalarCodebook stream_cb;
+  std::vector<float> stream_centroids;
   if (codebook_in_stream_) {  // the decoder uses the centroids carried in the encoding
-    stream_cb.bits = cfg_.bits;
-    std::vector<float> c(codebook_->size());
-    for (size_t i = 0; i < c.size(); ++i) c[i] = std::bit_cast<float>(bytes::get_u32(e.bytes.data() + 4 * i));
-    stream_cb.centroids = std::move(c);
+    stream_centroids.resize(codebook_->size());
+    for (size_t i = 0; i < stream_centroids.size(); ++i)
+      stream_centroids[i] = std::bit_cast<float>(bytes::get_u32(e.bytes.data() + 4 * i));
   }
-  const ScalarCodebook& dec_cb = codebook_in_stream_ ? stream_cb : *codebook_;
   if (cfg_.scale_format == ScaleFormat::Fp16) {
     if (e.bytes.size() < base.total())
       throw Error(fmt::format("codec '{}': encoding of {} rows is truncated ({} bytes)", spec(), n, e.bytes.size()));
     const uint8_t* p = e.bytes.data() + hb;
+    std::vector<uint16_t> h(n);
+    if (n > 0) std::memcpy(h.data(), p, n * kFp16Bytes);
     size_t n_escapes = 0;
-    for (size_t t = 0; t < n; ++t) {
-      uint16_t h;
-      std::memcpy(&h, p + t * kFp16Bytes, kFp16Bytes);
-      if (h == kScaleEscape) ++n_escapes;
-      scale[t] = fp16_to_float(h);
-    }
+    for (size_t t = 0; t < n; ++t) n_escapes += h[t] == kScaleEscape ? 1 : 0;
     off = hb + n * kFp16Bytes;
     if (e.bytes.size() != base.total() + n_escapes * kFp32Bytes)
       throw Error(fmt::format("codec '{}': encoding has {} bytes, expected {}", spec(), e.bytes.size(),
                               base.total() + n_escapes * kFp32Bytes));
-    for (size_t t = 0; t < n; ++t) {
-      uint16_t h;
-      std::memcpy(&h, p + t * kFp16Bytes, kFp16Bytes);
-      if (h != kScaleEscape) continue;
+    k.f16_to_f32(h.data(), scale.data(), n);
+    for (size_t t = 0; t < n && n_escapes > 0; ++t) {
+      if (h[t] != kScaleEscape) continue;
       std::memcpy(&scale[t], e.bytes.data() + off, kFp32Bytes);
       off += kFp32Bytes;
+      --n_escapes;
     }
   } else {
     if (e.bytes.size() != base.total())
@@ -229,19 +338,41 @@ void RotatedScalarCodec::decode(const Encoded& e, float* out) const {
     if (n > 0) std::memcpy(scale.data(), e.bytes.data() + hb, n * kFp32Bytes);
     off = hb + n * kFp32Bytes;
   }
-  std::vector<uint8_t> codes(n * d);
-  unpack_bits(e.bytes.data() + off, n * d, cfg_.bits, codes.data());
-  dec_cb.decode(codes.data(), out, n * d);
-  rotation_->inverse(out, out, n);
-  for (size_t t = 0; t < n; ++t) {
-    float* row = out + t * d;
-    const float s = scale[t];
-    if (s == 0.0f) {
-      for (size_t i = 0; i < d; ++i) row[i] = 0.0f;
-    } else {
-      for (size_t i = 0; i < d; ++i) row[i] *= s;
+  const uint8_t* payload = e.bytes.data() + off;
+  const float* cent = codebook_in_stream_ ? stream_centroids.data() : codebook_->centroids.data();
+  const size_t n_blocks = (n + kBlockRows - 1) / kBlockRows;
+  const float* signs = fused_signs();
+  parallel_for(n_blocks, n * d >= kParallelMinElements, [&](size_t blk) {
+    const size_t t0 = blk * kBlockRows;
+    const size_t rows = std::min(kBlockRows, n - t0);
+    if (signs != nullptr) {  // fused per row: unpack -> lookup -> FWHT -> D -> * scale
+      const float fs = rotation_->hadamard_scale();
+      const size_t row_bytes = d * static_cast<size_t>(bits) / 8;
+      for (size_t t = t0; t < t0 + rows; ++t) {
+        float* row = out + t * d;
+        if (scale[t] == 0.0f) {
+          for (size_t i = 0; i < d; ++i) row[i] = 0.0f;
+        } else {
+          k.rht_decode_row(payload + t * row_bytes, cent, bits, signs, d, fs, scale[t], row);
+        }
+      }
+      return;
     }
-  }
+    Scratch& s = scratch(kBlockRows, d);
+    float* o = out + t0 * d;
+    k.unpack(payload + t0 * d * static_cast<size_t>(bits) / 8, rows * d, bits, s.codes.data());
+    k.lookup(s.codes.data(), rows * d, cent, bits, o);
+    rotation_->inverse(o, o, rows);
+    for (size_t r = 0; r < rows; ++r) {
+      float* row = o + r * d;
+      const float sc = scale[t0 + r];
+      if (sc == 0.0f) {
+        for (size_t i = 0; i < d; ++i) row[i] = 0.0f;
+      } else {
+        k.scale(row, sc, row, d);
+      }
+    }
+  });
 }
 
 std::unique_ptr<Codec> make_rotated_scalar(const CodecArgs& args, const CodecContext& ctx, bool eden) {

@@ -2,7 +2,8 @@
 // The shared engine of `tq-mse` (TurboQuant-MSE / PolarQuant) and `eden`: per vector a scale
 // and d scalar codes of the normalised, rotated vector.
 //
-//   encode row x:  r = |x|, y = R (x / r), code_i = Q(y_i) with the Lloyd-Max codebook of the
+//   encode row x:  r = |x| (float sum of squares in the kernels' canonical order, so every ISA
+//                  path gives the same bits), y = R (x / r), code_i = Q(y_i) with the Lloyd-Max codebook of the
 //                  coordinate law (exact sphere law of dimension d, or N(0, 1/d));
 //                  scale = r                       (tq-mse)
 //                  scale = r / <y, c>, c_i = centroid of code_i   (eden: unbiased <q, xhat>)
@@ -27,6 +28,7 @@
 #include "tq/codebook/scalar_codebook.h"
 #include "tq/codec/codec.h"
 #include "tq/rotation/rotation.h"
+#include "tq/simd/kernels.h"
 
 namespace tq {
 
@@ -68,6 +70,14 @@ class RotatedScalarCodec final : public Codec {
   const Rotation& rotation() const { return *rotation_; }
 
  private:
+  /// y = x / |x| for one row of x (row index t for errors); returns |x|. Float, fixed order.
+  float normalise_row(const simd::Kernels& k, const float* x, float* y, size_t t) const;
+  /// The one-round Hadamard signs when the fused row kernels apply (hr, d a power of two >= 8,
+  /// not eden), else nullptr.
+  const float* fused_signs() const;
+  /// Scales of rows [t0, t0 + rows) into their fp16 (escape marker if needed) or fp32 slots.
+  void write_scales(uint8_t* base, const float* scale, size_t t0, size_t rows) const;
+
   RotatedScalarConfig cfg_;
   size_t header_bytes() const { return codebook_in_stream_ ? 4 * codebook_->size() : 0; }
   const ScalarCodebook* codebook_;

@@ -15,6 +15,7 @@
 
 #include "tq/core/rng.h"
 #include "tq/rotation/rotation.h"
+#include "tq/simd/kernels.h"
 
 namespace tq {
 
@@ -46,32 +47,10 @@ class HaarRotation final : public Rotation {
   std::string name() const override { return "haar"; }
 
  private:
-  /// Rows per block: the block's outputs (kBlockRows x d floats) stay in L1 while the matrix
-  /// streams through once per block.
-  static constexpr size_t kBlockRows = 4;
-
-  /// out[t] = in[t] M for row-major M (d x d): out[t][j] = sum_k in[t][k] M[k][j], k ascending.
+  /// out[t] = in[t] M for row-major M (d x d): out[t][j] = sum_k in[t][k] M[k][j], k ascending
+  /// (simd::Kernels::matmul_rows, the same bits on every ISA path and for any batch size).
   void apply(const float* in, float* out, size_t n, const float* m) const {
-    const size_t d = dim_;
-    std::vector<float> acc(kBlockRows * d);
-    for (size_t t0 = 0; t0 < n; t0 += kBlockRows) {
-      const size_t rows = std::min(kBlockRows, n - t0);
-      for (size_t r = 0; r < rows; ++r) {
-        float* a = acc.data() + r * d;
-        for (size_t j = 0; j < d; ++j) a[j] = 0.0f;
-      }
-      for (size_t k = 0; k < d; ++k) {
-        const float* mk = m + k * d;
-        for (size_t r = 0; r < rows; ++r) {
-          const float xk = in[(t0 + r) * d + k];
-          float* a = acc.data() + r * d;
-          for (size_t j = 0; j < d; ++j) a[j] += xk * mk[j];
-        }
-      }
-      // written only after the whole block was read, so in == out is safe
-      for (size_t r = 0; r < rows; ++r)
-        for (size_t j = 0; j < d; ++j) out[(t0 + r) * d + j] = acc[r * d + j];
-    }
+    simd::kernels().matmul_rows(in, out, n, m, dim_);
   }
 
   MatF r_;   // R, row-major

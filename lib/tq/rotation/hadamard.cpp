@@ -24,6 +24,7 @@
 
 #include "tq/core/rng.h"
 #include "tq/rotation/rotation.h"
+#include "tq/simd/kernels.h"
 
 namespace tq {
 
@@ -38,26 +39,6 @@ size_t floor_pow2(size_t d) {
   size_t p = 1;
   while (p * 2 <= d) p *= 2;
   return p;
-}
-
-/// In-place unnormalised FWHT of x[0:p] (p a power of two), then scaling by `scale`.
-void fwht(float* x, size_t p, float scale) {
-  for (size_t h = 1; h < p; h *= 2) {
-    for (size_t i = 0; i < p; i += 2 * h) {
-      for (size_t j = i; j < i + h; ++j) {
-        const float a = x[j];
-        const float b = x[j + h];
-        x[j] = a + b;
-        x[j + h] = a - b;
-      }
-    }
-  }
-  for (size_t i = 0; i < p; ++i) x[i] *= scale;
-}
-
-void apply_signs(float* x, const std::vector<float>& s) {
-  const size_t d = s.size();
-  for (size_t i = 0; i < d; ++i) x[i] *= s[i];
 }
 
 struct Round {
@@ -88,41 +69,50 @@ class HadamardRotation final : public Rotation {
     }
   }
 
+  // The FWHT, the sign flips and the products run in simd::kernels() (bit-identical on every ISA
+  // path); the permutation is a plain gather. No allocation per row: one scratch row per call,
+  // only for non-powers of two.
   void forward(const float* in, float* out, size_t n) const override {
     if (in != out && n > 0) std::memmove(out, in, n * dim_ * sizeof(float));
-    std::vector<float> tmp(dim_);
+    const simd::Kernels& k = simd::kernels();
+    std::vector<float> tmp(rounds_.front().perm.empty() ? 0 : dim_);
     for (size_t row = 0; row < n; ++row) {
       float* x = out + row * dim_;
       for (const Round& rd : rounds_) {
-        apply_signs(x, rd.signs1);
-        fwht(x, p_, scale_);
+        k.mul(x, rd.signs1.data(), x, dim_);
+        k.fwht(x, p_, scale_);
         if (rd.perm.empty()) continue;
         for (size_t i = 0; i < dim_; ++i) tmp[i] = x[rd.perm[i]];
-        for (size_t i = 0; i < dim_; ++i) x[i] = tmp[i] * rd.signs2[i];
-        fwht(x + (dim_ - p_), p_, scale_);
+        k.mul(tmp.data(), rd.signs2.data(), x, dim_);
+        k.fwht(x + (dim_ - p_), p_, scale_);
       }
     }
   }
 
   void inverse(const float* in, float* out, size_t n) const override {
     if (in != out && n > 0) std::memmove(out, in, n * dim_ * sizeof(float));
-    std::vector<float> tmp(dim_);
+    const simd::Kernels& k = simd::kernels();
+    std::vector<float> tmp(rounds_.front().perm.empty() ? 0 : dim_);
     for (size_t row = 0; row < n; ++row) {
       float* x = out + row * dim_;
       for (auto it = rounds_.rbegin(); it != rounds_.rend(); ++it) {
         const Round& rd = *it;
         if (!rd.perm.empty()) {
-          fwht(x + (dim_ - p_), p_, scale_);
-          for (size_t i = 0; i < dim_; ++i) tmp[i] = x[i] * rd.signs2[i];
+          k.fwht(x + (dim_ - p_), p_, scale_);
+          k.mul(x, rd.signs2.data(), tmp.data(), dim_);
           for (size_t i = 0; i < dim_; ++i) x[rd.perm[i]] = tmp[i];
         }
-        fwht(x, p_, scale_);
-        apply_signs(x, rd.signs1);
+        k.fwht(x, p_, scale_);
+        k.mul(x, rd.signs1.data(), x, dim_);
       }
     }
   }
 
   std::string name() const override { return "hr"; }
+  const float* hadamard_signs() const override {
+    return rounds_.size() == 1 && rounds_.front().perm.empty() ? rounds_.front().signs1.data() : nullptr;
+  }
+  float hadamard_scale() const override { return scale_; }
 
  private:
   size_t p_;

@@ -32,6 +32,12 @@ class Rotation {
   size_t dim() const { return dim_; }
   virtual std::string name() const = 0;
 
+  /// For a one-round randomized Hadamard transform (kind "hr" with d a power of two), R x =
+  /// fwht(D x) * hadamard_scale(): the diagonal of D (exactly +-1), so a codec can fuse the
+  /// rotation with its own per-row loop (simd::Kernels::rht_encode_row). nullptr otherwise.
+  virtual const float* hadamard_signs() const { return nullptr; }
+  virtual float hadamard_scale() const { return 0.0f; }
+
  protected:
   explicit Rotation(size_t dim) : dim_(dim) {}
   size_t dim_;

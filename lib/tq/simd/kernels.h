@@ -1,0 +1,116 @@
+#pragma once
+// The hot loops of tq's codecs behind one table of function pointers, one table per instruction
+// set: kernels_scalar.cpp (baseline x86-64, the reference), kernels_avx2.cpp (AVX2 + FMA + F16C
+// + BMI2) and kernels_avx512.cpp (plus AVX-512 F/BW/DQ/VL). Each ISA file is compiled with its own
+// flags (CMakeLists.txt); shared code never tests an ISA macro, it calls simd::kernels().
+//
+// Bit identity. Every table computes exactly the same bits as the scalar table, for every input
+// (NaN payloads included), so codes and decoded values never depend on the machine or on
+// TQ_SIMD. This holds because every floating-point result is defined by a fixed sequence of
+// IEEE operations that each path performs in the same order:
+//   * reductions (sum_squares, dot) use a canonical order that does not depend on the vector
+//     width: 16 partial sums, lane j accumulating the terms i = j mod 16 in ascending i (a missing
+//     tail term counts as +0, which leaves a sum of squares unchanged), then folded 16 -> 8 -> 4 ->
+//     2 -> 1 by adding the upper half onto the lower half. AVX-512 keeps the 16 lanes in one
+//     register, AVX2 in two, scalar in an array.
+//   * products and sums are separate roundings everywhere: the kernel files are compiled with
+//     -ffp-contract=off and the SIMD code uses explicit mul + add (never FMA), so no path fuses.
+//   * the FWHT performs the butterflies stage by stage (h = 1, 2, 4, ...) with a + b / a - b
+//     exactly as the scalar loop; the order of independent butterflies within a stage is free.
+//   * matmul_rows sums over k in ascending order starting from +0, like the scalar loop.
+//   * boundary search is an integer result (branchless binary search, probing the same
+//     boundaries), packing is integer work, lookups copy values.
+//   * fp16 conversions are exact operations; the hardware's NaN handling differs from the scalar
+//     one (payload, quieting), so SIMD paths patch NaN lanes to the scalar result.
+// tests/unit/test_simd.cpp checks every kernel of every available table against the scalar one.
+#include <cstddef>
+#include <cstdint>
+
+#include "tq/simd/cpu_features.h"
+
+namespace tq::simd {
+
+struct Kernels {
+  Level level;
+
+  /// sum_i x[i]^2 in the canonical 16-lane order (see above).
+  float (*sum_squares)(const float* x, size_t n);
+  /// sum_i a[i] b[i] in the canonical 16-lane order.
+  float (*dot)(const float* a, const float* b, size_t n);
+  /// out[i] = x[i] * s (out may equal x).
+  void (*scale)(const float* x, float s, float* out, size_t n);
+  /// out[i] = a[i] * b[i] (out may equal a or b).
+  void (*mul)(const float* a, const float* b, float* out, size_t n);
+  /// In-place unnormalised fast Walsh-Hadamard transform of x[0:p] (p a power of two, stages
+  /// h = 1, 2, 4, ... with x[j] = a + b, x[j + h] = a - b), then x[i] *= scale.
+  void (*fwht)(float* x, size_t p, float scale);
+  /// out[t][j] = sum_k in[t][k] m[k][j] for n rows, m row-major d x d; each sum starts at +0 and
+  /// adds the products in ascending k. in may equal out.
+  void (*matmul_rows)(const float* in, float* out, size_t n, const float* m, size_t d);
+  /// codes[i] = #{j : boundaries[j] < x[i]} found by the branchless binary search over the
+  /// 2^bits - 1 sorted boundaries (NaN -> 0). bits in 1..8.
+  void (*quantize)(const float* x, size_t n, const float* boundaries, int bits, uint8_t* codes);
+  /// out[i] = table[codes[i]] (table of 2^bits entries, codes < 2^bits).
+  void (*lookup)(const uint8_t* codes, size_t n, const float* table, int bits, float* out);
+  /// LSB-first bit packing of n codes of `bits` (1..8) bits into ceil(n bits / 8) bytes (see
+  /// tq/pack/bitpack.h); high code bits are dropped.
+  void (*pack)(const uint8_t* codes, size_t n, int bits, uint8_t* out);
+  void (*unpack)(const uint8_t* in, size_t n, int bits, uint8_t* codes);
+  /// IEEE fp32 <-> fp16, exactly tq::float_to_fp16 / tq::fp16_to_float (tq/core/half.h).
+  void (*f32_to_f16)(const float* in, uint16_t* out, size_t n);
+  void (*f16_to_f32)(const uint16_t* in, float* out, size_t n);
+  /// ggml q8_0 / q4_0 blocks of 32 elements (layouts in lib/tq/codec/block_formats.cpp):
+  /// n_blocks consecutive blocks of x into n_blocks * 34 (q8_0) or 18 (q4_0) bytes, and back.
+  void (*q8_0_encode)(const float* x, size_t n_blocks, uint8_t* out);
+  void (*q8_0_decode)(const uint8_t* in, size_t n_blocks, float* out);
+  void (*q4_0_encode)(const float* x, size_t n_blocks, uint8_t* out);
+  void (*q4_0_decode)(const uint8_t* in, size_t n_blocks, float* out);
+  /// Fused one-round randomized Hadamard encode of one row, p a power of two >= 8 (so the row's
+  /// p * bits bits are whole bytes). Defined as the composition
+  ///   y = scale(x, m); y = mul(y, signs); fwht(y, p, fs); quantize(y, bounds, bits) -> pack(out)
+  /// (p * bits / 8 bytes); signs must be exactly +-1. AVX-512 keeps the row in registers.
+  void (*rht_encode_row)(const float* x, float m, const float* signs, size_t p, float fs, const float* bounds,
+                         int bits, uint8_t* out);
+  /// The inverse direction: unpack(in) -> lookup(table) -> fwht(., p, fs) -> mul(signs) -> scale(sc).
+  void (*rht_decode_row)(const uint8_t* in, const float* table, int bits, const float* signs, size_t p, float fs,
+                         float sc, float* out);
+};
+
+/// rht_encode_row / rht_decode_row as the plain composition of a table's kernels (used by the
+/// scalar and AVX2 tables, and by AVX-512 outside the sizes it keeps in registers).
+void rht_encode_row_composed(const Kernels& k, const float* x, float m, const float* signs, size_t p, float fs,
+                             const float* bounds, int bits, uint8_t* out);
+void rht_decode_row_composed(const Kernels& k, const uint8_t* in, const float* table, int bits, const float* signs,
+                             size_t p, float fs, float sc, float* out);
+
+/// Block size and bytes per block of the q8_0 / q4_0 kernels.
+inline constexpr size_t kQBlock = 32;
+inline constexpr size_t kQ8_0BlockBytes = 2 + kQBlock;
+inline constexpr size_t kQ4_0BlockBytes = 2 + kQBlock / 2;
+
+/// The table of the current level: simd_level() (the best the CPU runs, capped by TQ_SIMD,
+/// read once) unless a ScopedLevel is active. Throws tq::Error on a bad TQ_SIMD value.
+const Kernels& kernels();
+
+/// The table of one level; throws tq::Error when this CPU cannot run it.
+const Kernels& kernels_for(Level level);
+
+/// Forces kernels() to `level` (capped by detected_level()) for its lifetime, process-wide. For
+/// tests and benchmarks that compare paths in one process; not for use while codecs run.
+class ScopedLevel {
+ public:
+  explicit ScopedLevel(Level level);
+  ~ScopedLevel();
+  ScopedLevel(const ScopedLevel&) = delete;
+  ScopedLevel& operator=(const ScopedLevel&) = delete;
+
+ private:
+  int previous_;
+};
+
+// The per-ISA tables (each defined in its own translation unit).
+const Kernels& scalar_kernels();
+const Kernels& avx2_kernels();
+const Kernels& avx512_kernels();
+
+}  // namespace tq::simd

@@ -1,0 +1,421 @@
+// AVX2 kernels (AVX2 + FMA + F16C + BMI2; compiled with those flags and -ffp-contract=off; FMA is
+// never used so that products round separately, as in the scalar code). Each function computes
+// the same bits as its scalar counterpart in kernels_scalar.cpp. The canonical 16-lane reduction
+// order is kept in two 8-lane accumulators (lanes 0-7 and 8-15). Only intrinsics and functions
+// with internal linkage are used here.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "tq/simd/bmi2_pack.h"
+#include "tq/simd/half_internal.h"
+#include "tq/simd/kernels.h"
+
+namespace tq::simd {
+
+namespace {
+
+using detail::get_scale;
+using detail::put_scale;
+
+const Kernels& ref() { return scalar_kernels(); }
+
+/// Lanes [0, r) set (r <= 8), as a maskload/maskstore mask.
+__m256i tail_mask(size_t r) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(r)), lane);
+}
+
+float fold8(__m256 s8) {
+  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+  const __m128 s1 = _mm_add_ss(s2, _mm_movehdup_ps(s2));
+  return _mm_cvtss_f32(s1);
+}
+
+/// The 16-lane accumulation of a[i] * b[i] (b == a for squares): acc0 holds lanes 0-7, acc1 8-15.
+float reduce16(const float* a, const float* b, size_t n) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    acc0 = _mm256_add_ps(acc0, _mm256_mul_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+    acc1 = _mm256_add_ps(acc1, _mm256_mul_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8)));
+  }
+  // tail: missing terms are +0 products; adding +0 leaves a partial sum unchanged (it is never -0:
+  // it starts at +0 and x + y rounds to -0 only when both are -0)
+  const size_t r = n - i;
+  if (r > 0) {
+    const size_t r0 = r < 8 ? r : 8;
+    const __m256i m0 = tail_mask(r0);
+    acc0 = _mm256_add_ps(acc0, _mm256_mul_ps(_mm256_maskload_ps(a + i, m0), _mm256_maskload_ps(b + i, m0)));
+    if (r > 8) {
+      const __m256i m1 = tail_mask(r - 8);
+      acc1 = _mm256_add_ps(acc1, _mm256_mul_ps(_mm256_maskload_ps(a + i + 8, m1), _mm256_maskload_ps(b + i + 8, m1)));
+    }
+  }
+  return fold8(_mm256_add_ps(acc0, acc1));  // 16 -> 8: lane j + lane j + 8
+}
+
+float sum_squares(const float* x, size_t n) { return reduce16(x, x, n); }
+float dot(const float* a, const float* b, size_t n) { return reduce16(a, b, n); }
+
+void scale(const float* x, float s, float* out, size_t n) {
+  const __m256 vs = _mm256_set1_ps(s);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vs));
+  for (; i < n; ++i) out[i] = x[i] * s;
+}
+
+void mul(const float* a, const float* b, float* out, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+  for (; i < n; ++i) out[i] = a[i] * b[i];
+}
+
+/// FWHT stages h = 1, 2, 4 inside one register (lower partner a + b, upper partner a - b).
+__m256 fwht8(__m256 v) {
+  __m256 sw = _mm256_permute_ps(v, 0xB1);
+  v = _mm256_blend_ps(_mm256_add_ps(v, sw), _mm256_sub_ps(sw, v), 0xAA);
+  sw = _mm256_permute_ps(v, 0x4E);
+  v = _mm256_blend_ps(_mm256_add_ps(v, sw), _mm256_sub_ps(sw, v), 0xCC);
+  sw = _mm256_permute2f128_ps(v, v, 0x01);
+  v = _mm256_blend_ps(_mm256_add_ps(v, sw), _mm256_sub_ps(sw, v), 0xF0);
+  return v;
+}
+
+template <size_t NV>
+void fwht_small(float* x, float s) {  // p = 8 NV: everything in registers
+  __m256 r[NV];
+  for (size_t q = 0; q < NV; ++q) r[q] = fwht8(_mm256_loadu_ps(x + 8 * q));
+  for (size_t h8 = 1; h8 < NV; h8 *= 2)
+    for (size_t i = 0; i < NV; i += 2 * h8)
+      for (size_t q = i; q < i + h8; ++q) {
+        const __m256 a = r[q], b = r[q + h8];
+        r[q] = _mm256_add_ps(a, b);
+        r[q + h8] = _mm256_sub_ps(a, b);
+      }
+  const __m256 vs = _mm256_set1_ps(s);
+  for (size_t q = 0; q < NV; ++q) _mm256_storeu_ps(x + 8 * q, _mm256_mul_ps(r[q], vs));
+}
+
+void fwht(float* x, size_t p, float s) {
+  switch (p) {
+    case 8: fwht_small<1>(x, s); return;
+    case 16: fwht_small<2>(x, s); return;
+    case 32: fwht_small<4>(x, s); return;
+    case 64: fwht_small<8>(x, s); return;
+    default: break;
+  }
+  if (p < 8) {
+    ref().fwht(x, p, s);
+    return;
+  }
+  for (size_t i = 0; i < p; i += 8) _mm256_storeu_ps(x + i, fwht8(_mm256_loadu_ps(x + i)));
+  const __m256 vs = _mm256_set1_ps(s);
+  for (size_t h = 8; h < p; h *= 2) {
+    const bool last = 2 * h == p;
+    for (size_t i = 0; i < p; i += 2 * h)
+      for (size_t j = i; j < i + h; j += 8) {
+        const __m256 a = _mm256_loadu_ps(x + j), b = _mm256_loadu_ps(x + j + h);
+        __m256 u = _mm256_add_ps(a, b), w = _mm256_sub_ps(a, b);
+        if (last) {
+          u = _mm256_mul_ps(u, vs);
+          w = _mm256_mul_ps(w, vs);
+        }
+        _mm256_storeu_ps(x + j, u);
+        _mm256_storeu_ps(x + j + h, w);
+      }
+  }
+}
+
+/// ROWS rows of `buf` (stride d) times m, columns [j0, j0 + 32) (masks cut at d).
+template <size_t ROWS>
+void matmul_tile(const float* buf, float* out, const float* m, size_t d, size_t j0) {
+  __m256i mk[4];
+  for (size_t q = 0; q < 4; ++q) {
+    const size_t j = j0 + 8 * q;
+    mk[q] = tail_mask(j >= d ? 0 : (d - j >= 8 ? 8 : d - j));
+  }
+  __m256 acc[ROWS][4];
+  for (size_t r = 0; r < ROWS; ++r)
+    for (size_t q = 0; q < 4; ++q) acc[r][q] = _mm256_setzero_ps();
+  for (size_t k = 0; k < d; ++k) {
+    const float* mrow = m + k * d + j0;
+    __m256 mv[4];
+    for (size_t q = 0; q < 4; ++q) mv[q] = _mm256_maskload_ps(mrow + 8 * q, mk[q]);
+    for (size_t r = 0; r < ROWS; ++r) {
+      const __m256 bx = _mm256_broadcast_ss(buf + r * d + k);
+      for (size_t q = 0; q < 4; ++q) acc[r][q] = _mm256_add_ps(acc[r][q], _mm256_mul_ps(bx, mv[q]));
+    }
+  }
+  for (size_t r = 0; r < ROWS; ++r)
+    for (size_t q = 0; q < 4; ++q) _mm256_maskstore_ps(out + r * d + j0 + 8 * q, mk[q], acc[r][q]);
+}
+
+void matmul_rows(const float* in, float* out, size_t n, const float* m, size_t d) {
+  constexpr size_t kRows = 3;
+  constexpr size_t kMaxD = 1024;
+  if (d > kMaxD) {
+    ref().matmul_rows(in, out, n, m, d);
+    return;
+  }
+  alignas(32) float buf[kRows * kMaxD];
+  size_t t0 = 0;
+  for (; t0 + kRows <= n; t0 += kRows) {
+    std::memcpy(buf, in + t0 * d, kRows * d * sizeof(float));  // in == out is safe
+    for (size_t j0 = 0; j0 < d; j0 += 32) matmul_tile<kRows>(buf, out + t0 * d, m, d, j0);
+  }
+  for (; t0 < n; ++t0) {
+    std::memcpy(buf, in + t0 * d, d * sizeof(float));
+    for (size_t j0 = 0; j0 < d; j0 += 32) matmul_tile<1>(buf, out + t0 * d, m, d, j0);
+  }
+}
+
+/// Branchless binary search (same probes as the scalar loop).
+template <class Probe>
+__m256i search(__m256 v, int bits, const float* b, Probe probe) {
+  const int k = 1 << bits;
+  const __m256 gt0 = _mm256_cmp_ps(v, _mm256_set1_ps(b[k / 2 - 1]), _CMP_GT_OQ);
+  __m256i idx = _mm256_and_si256(_mm256_castps_si256(gt0), _mm256_set1_epi32(k / 2));
+  for (int step = k / 4; step > 0; step /= 2) {
+    const __m256 pr = probe(_mm256_add_epi32(idx, _mm256_set1_epi32(step - 1)));
+    const __m256 gt = _mm256_cmp_ps(v, pr, _CMP_GT_OQ);
+    idx = _mm256_add_epi32(idx, _mm256_and_si256(_mm256_castps_si256(gt), _mm256_set1_epi32(step)));
+  }
+  return idx;
+}
+
+/// Low bytes of 8 int32 lanes (each < 256) as 8 consecutive bytes.
+void store_bytes8(uint8_t* out, __m256i v) {
+  const __m256i sh = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,  //
+                                      0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+  const __m256i b = _mm256_shuffle_epi8(v, sh);
+  const uint32_t lo = static_cast<uint32_t>(_mm_cvtsi128_si32(_mm256_castsi256_si128(b)));
+  const uint32_t hi = static_cast<uint32_t>(_mm_cvtsi128_si32(_mm256_extracti128_si256(b, 1)));
+  const uint64_t w = static_cast<uint64_t>(lo) | (static_cast<uint64_t>(hi) << 32);
+  std::memcpy(out, &w, 8);
+}
+
+__m256i load_bytes8(const uint8_t* p) {
+  uint64_t w;
+  std::memcpy(&w, p, 8);
+  return _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(w)));
+}
+
+/// Entry idx of a 16-entry table held in two registers (idx < 16).
+__m256 table16(__m256 t0, __m256 t1, __m256i idx) {
+  const __m256 a = _mm256_permutevar8x32_ps(t0, idx), b = _mm256_permutevar8x32_ps(t1, idx);
+  return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));  // bit 3 selects
+}
+
+void quantize(const float* x, size_t n, const float* b, int bits, uint8_t* codes) {
+  const size_t nb = (size_t{1} << bits) - 1;
+  size_t i = 0;
+  if (bits <= 4) {
+    alignas(32) float t[16] = {};
+    std::memcpy(t, b, nb * sizeof(float));
+    const __m256 t0 = _mm256_load_ps(t), t1 = _mm256_load_ps(t + 8);
+    for (; i + 8 <= n; i += 8) {
+      const __m256 v = _mm256_loadu_ps(x + i);
+      const __m256i idx = bits <= 3 ? search(v, bits, b, [&](__m256i j) { return _mm256_permutevar8x32_ps(t0, j); })
+                                    : search(v, bits, b, [&](__m256i j) { return table16(t0, t1, j); });
+      store_bytes8(codes + i, idx);
+    }
+  } else {
+    for (; i + 8 <= n; i += 8) {
+      const __m256 v = _mm256_loadu_ps(x + i);
+      store_bytes8(codes + i, search(v, bits, b, [&](__m256i j) { return _mm256_i32gather_ps(b, j, 4); }));
+    }
+  }
+  if (i < n) ref().quantize(x + i, n - i, b, bits, codes + i);
+}
+
+void lookup(const uint8_t* codes, size_t n, const float* table, int bits, float* out) {
+  const size_t k = size_t{1} << bits;
+  size_t i = 0;
+  if (bits <= 4) {
+    alignas(32) float t[16] = {};
+    std::memcpy(t, table, k * sizeof(float));
+    const __m256 t0 = _mm256_load_ps(t), t1 = _mm256_load_ps(t + 8);
+    for (; i + 8 <= n; i += 8) {
+      const __m256i idx = load_bytes8(codes + i);
+      _mm256_storeu_ps(out + i, bits <= 3 ? _mm256_permutevar8x32_ps(t0, idx) : table16(t0, t1, idx));
+    }
+  } else {
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, _mm256_i32gather_ps(table, load_bytes8(codes + i), 4));
+  }
+  if (i < n) ref().lookup(codes + i, n - i, table, bits, out + i);
+}
+
+void pack(const uint8_t* codes, size_t n, int bits, uint8_t* out) { detail::pack_bmi2(codes, n, bits, out); }
+void unpack(const uint8_t* in, size_t n, int bits, uint8_t* codes) { detail::unpack_bmi2(in, n, bits, codes); }
+
+void f32_to_f16(const float* in, uint16_t* out, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(in + i);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    int nan = _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));  // patch NaN lanes to the scalar bits
+    while (nan) {
+      const int l = __builtin_ctz(static_cast<unsigned>(nan));
+      nan &= nan - 1;
+      out[i + static_cast<size_t>(l)] = detail::f2h(in[i + static_cast<size_t>(l)]);
+    }
+  }
+  if (i < n) ref().f32_to_f16(in + i, out + i, n - i);
+}
+
+void f16_to_f32(const uint16_t* in, float* out, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i));
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(h));
+    const __m128i nanm = _mm_cmpgt_epi16(_mm_and_si128(h, _mm_set1_epi16(0x7FFF)), _mm_set1_epi16(0x7C00));
+    int nan = _mm_movemask_epi8(nanm);
+    while (nan) {
+      const int l = __builtin_ctz(static_cast<unsigned>(nan)) / 2;
+      nan &= ~(3 << (2 * l));
+      out[i + static_cast<size_t>(l)] = detail::h2f(in[i + static_cast<size_t>(l)]);
+    }
+  }
+  if (i < n) ref().f16_to_f32(in + i, out + i, n - i);
+}
+
+__m256 abs_no_nan(__m256 v) {
+  const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
+  return _mm256_and_ps(a, _mm256_cmp_ps(a, a, _CMP_ORD_Q));
+}
+
+float hmax8(__m256 v) {  // maximum of non-NaN lanes >= 0: order does not matter
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+/// Four int32 registers (values in int8 / uint8 range) to 32 bytes in lane order.
+void store_bytes32(uint8_t* out, const __m256i* c, bool is_signed) {
+  const __m256i ab = is_signed ? _mm256_packs_epi32(c[0], c[1]) : _mm256_packus_epi32(c[0], c[1]);
+  const __m256i cd = is_signed ? _mm256_packs_epi32(c[2], c[3]) : _mm256_packus_epi32(c[2], c[3]);
+  __m256i bytes = is_signed ? _mm256_packs_epi16(ab, cd) : _mm256_packus_epi16(ab, cd);
+  // packs interleave 128-bit lanes: order is a0 b0 c0 d0 a1 b1 c1 d1 (4-byte groups)
+  bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), bytes);
+}
+
+void q8_0_encode(const float* x, size_t n_blocks, uint8_t* out) {
+  const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), sgn = _mm256_set1_ps(-0.0f);
+  const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+  for (size_t blk = 0; blk < n_blocks; ++blk, x += kQBlock, out += kQ8_0BlockBytes) {
+    __m256 v[4];
+    __m256 am = _mm256_setzero_ps();
+    for (size_t q = 0; q < 4; ++q) {
+      v[q] = _mm256_loadu_ps(x + 8 * q);
+      am = _mm256_max_ps(am, abs_no_nan(v[q]));
+    }
+    const float amax = hmax8(am);
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    put_scale(out, d);
+    const __m256 vid = _mm256_set1_ps(id);
+    __m256i c[4];
+    for (size_t q = 0; q < 4; ++q) {
+      const __m256 y = _mm256_mul_ps(v[q], vid);
+      const __m256 t = _mm256_round_ps(y, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+      const __m256 frac = _mm256_andnot_ps(sgn, _mm256_sub_ps(y, t));
+      const __m256 up = _mm256_cmp_ps(frac, half, _CMP_GE_OQ);
+      const __m256 step = _mm256_and_ps(up, _mm256_or_ps(one, _mm256_and_ps(y, sgn)));
+      __m256 r = _mm256_add_ps(t, step);  // t + (+-0) = t except t = -0 -> +0: same integer
+      r = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
+      c[q] = _mm256_cvttps_epi32(r);
+    }
+    store_bytes32(out + 2, c, true);
+  }
+}
+
+void q8_0_decode(const uint8_t* in, size_t n_blocks, float* out) {
+  for (size_t blk = 0; blk < n_blocks; ++blk, in += kQ8_0BlockBytes, out += kQBlock) {
+    const __m256 d = _mm256_set1_ps(get_scale(in));
+    for (size_t q = 0; q < 4; ++q) {
+      uint64_t w;
+      std::memcpy(&w, in + 2 + 8 * q, 8);
+      const __m256i c = _mm256_cvtepi8_epi32(_mm_cvtsi64_si128(static_cast<long long>(w)));
+      _mm256_storeu_ps(out + 8 * q, _mm256_mul_ps(_mm256_cvtepi32_ps(c), d));
+    }
+  }
+}
+
+void q4_0_encode(const float* x, size_t n_blocks, uint8_t* out) {
+  const __m256 off = _mm256_set1_ps(8.5f), zero = _mm256_setzero_ps(), top = _mm256_set1_ps(15.0f);
+  for (size_t blk = 0; blk < n_blocks; ++blk, x += kQBlock, out += kQ4_0BlockBytes) {
+    __m256 v[4], a[4];
+    __m256 am = _mm256_setzero_ps();
+    for (size_t q = 0; q < 4; ++q) {
+      v[q] = _mm256_loadu_ps(x + 8 * q);
+      a[q] = abs_no_nan(v[q]);
+      am = _mm256_max_ps(am, a[q]);
+    }
+    const float amax = hmax8(am);
+    float max = 0.0f;
+    if (amax > 0.0f) {
+      const __m256 va = _mm256_set1_ps(amax);
+      uint32_t hit = 0;
+      for (size_t q = 0; q < 4; ++q)
+        hit |= static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(a[q], va, _CMP_EQ_OQ))) << (8 * q);
+      max = x[__builtin_ctz(hit)];
+    }
+    const float d = max / -8.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    put_scale(out, d);
+    const __m256 vid = _mm256_set1_ps(id);
+    __m256i c[4];
+    for (size_t q = 0; q < 4; ++q) {
+      __m256 y = _mm256_add_ps(_mm256_mul_ps(v[q], vid), off);
+      y = _mm256_min_ps(_mm256_max_ps(y, zero), top);
+      c[q] = _mm256_cvttps_epi32(y);
+    }
+    alignas(32) uint8_t codes[32];
+    store_bytes32(codes, c, false);
+    const __m128i lo = _mm_load_si128(reinterpret_cast<const __m128i*>(codes));
+    const __m128i hi = _mm_load_si128(reinterpret_cast<const __m128i*>(codes + 16));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2), _mm_or_si128(lo, _mm_slli_epi16(hi, 4)));
+  }
+}
+
+void q4_0_decode(const uint8_t* in, size_t n_blocks, float* out) {
+  const __m256 eight = _mm256_set1_ps(8.0f);
+  const __m256i low = _mm256_set1_epi32(0x0F);
+  for (size_t blk = 0; blk < n_blocks; ++blk, in += kQ4_0BlockBytes, out += kQBlock) {
+    const __m256 d = _mm256_set1_ps(get_scale(in));
+    for (size_t q = 0; q < 2; ++q) {
+      const __m256i b = load_bytes8(in + 2 + 8 * q);
+      const __m256i lo = _mm256_and_si256(b, low), hi = _mm256_srli_epi32(b, 4);
+      _mm256_storeu_ps(out + 8 * q, _mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(lo), eight), d));
+      _mm256_storeu_ps(out + 16 + 8 * q, _mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(hi), eight), d));
+    }
+  }
+}
+
+const Kernels& self();
+
+void rht_encode_row(const float* x, float m, const float* signs, size_t p, float fs, const float* bounds, int bits,
+                    uint8_t* out) {
+  rht_encode_row_composed(self(), x, m, signs, p, fs, bounds, bits, out);
+}
+
+void rht_decode_row(const uint8_t* in, const float* table, int bits, const float* signs, size_t p, float fs, float sc,
+                    float* out) {
+  rht_decode_row_composed(self(), in, table, bits, signs, p, fs, sc, out);
+}
+
+constexpr Kernels kTable{Level::Avx2, sum_squares, dot,         scale,       mul,         fwht,
+                         matmul_rows, quantize,    lookup,      pack,        unpack,      f32_to_f16,
+                         f16_to_f32,  q8_0_encode, q8_0_decode, q4_0_encode, q4_0_decode, rht_encode_row, rht_decode_row};
+
+const Kernels& self() { return kTable; }
+
+}  // namespace
+
+const Kernels& avx2_kernels() { return kTable; }
+
+}  // namespace tq::simd

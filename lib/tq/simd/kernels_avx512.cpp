@@ -1,0 +1,479 @@
+// AVX-512 kernels (F/BW/DQ/VL + AVX2/FMA/F16C/BMI2; compiled with those flags and
+// -ffp-contract=off). Each function computes the same bits as its scalar counterpart in
+// kernels_scalar.cpp; the comments name the step that keeps them identical. Only intrinsics and
+// functions with internal linkage are used here (no shared inline code compiled with AVX-512).
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "tq/simd/bmi2_pack.h"
+#include "tq/simd/half_internal.h"
+#include "tq/simd/kernels.h"
+
+namespace tq::simd {
+
+namespace {
+
+using detail::get_scale;
+using detail::put_scale;
+
+const Kernels& ref() { return scalar_kernels(); }
+
+__mmask16 tail_mask(size_t r) { return static_cast<__mmask16>((1u << r) - 1u); }
+
+/// Canonical fold 16 -> 8 -> 4 -> 2 -> 1 (upper half onto lower half).
+float fold16(__m512 acc) {
+  const __m256 lo = _mm512_castps512_ps256(acc);
+  const __m256 hi = _mm512_extractf32x8_ps(acc, 1);
+  const __m256 s8 = _mm256_add_ps(lo, hi);
+  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+  const __m128 s1 = _mm_add_ss(s2, _mm_movehdup_ps(s2));
+  return _mm_cvtss_f32(s1);
+}
+
+float sum_squares(const float* x, size_t n) {
+  __m512 acc = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    acc = _mm512_add_ps(acc, _mm512_mul_ps(v, v));
+  }
+  if (i < n) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    acc = _mm512_mask_add_ps(acc, m, acc, _mm512_mul_ps(v, v));
+  }
+  return fold16(acc);
+}
+
+float dot(const float* a, const float* b, size_t n) {
+  __m512 acc = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i)));
+  if (i < n) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i));
+    acc = _mm512_mask_add_ps(acc, m, acc, p);
+  }
+  return fold16(acc);
+}
+
+void scale(const float* x, float s, float* out, size_t n) {
+  const __m512 vs = _mm512_set1_ps(s);
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), vs));
+  if (i < n) {
+    const __mmask16 m = tail_mask(n - i);
+    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vs));
+  }
+}
+
+void mul(const float* a, const float* b, float* out, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i)));
+  if (i < n) {
+    const __mmask16 m = tail_mask(n - i);
+    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i)));
+  }
+}
+
+/// FWHT stages h = 1, 2, 4, 8 inside one register: lane j (lower partner) gets a + b, lane j + h
+/// gets a - b, with `sw` the register with partners swapped.
+[[gnu::always_inline]] inline __m512 fwht16(__m512 v) {
+  __m512 sw = _mm512_permute_ps(v, 0xB1);
+  v = _mm512_mask_sub_ps(_mm512_add_ps(v, sw), 0xAAAA, sw, v);
+  sw = _mm512_permute_ps(v, 0x4E);
+  v = _mm512_mask_sub_ps(_mm512_add_ps(v, sw), 0xCCCC, sw, v);
+  sw = _mm512_shuffle_f32x4(v, v, 0xB1);
+  v = _mm512_mask_sub_ps(_mm512_add_ps(v, sw), 0xF0F0, sw, v);
+  sw = _mm512_shuffle_f32x4(v, v, 0x4E);
+  v = _mm512_mask_sub_ps(_mm512_add_ps(v, sw), 0xFF00, sw, v);
+  return v;
+}
+
+/// Stage h (>= 16) over registers held in r[0 : nv]; register q pairs with q + h/16.
+template <size_t NV>
+[[gnu::always_inline]] inline void fwht_regs(__m512* r, size_t h16) {
+  for (size_t i = 0; i < NV; i += 2 * h16)
+    for (size_t q = i; q < i + h16; ++q) {
+      const __m512 a = r[q], b = r[q + h16];
+      r[q] = _mm512_add_ps(a, b);
+      r[q + h16] = _mm512_sub_ps(a, b);
+    }
+}
+
+template <size_t NV>
+void fwht_small(float* x, float s) {  // p = 16 NV <= 256: everything in registers
+  __m512 r[NV];
+  for (size_t q = 0; q < NV; ++q) r[q] = fwht16(_mm512_loadu_ps(x + 16 * q));
+  for (size_t h16 = 1; h16 < NV; h16 *= 2) fwht_regs<NV>(r, h16);
+  const __m512 vs = _mm512_set1_ps(s);
+  for (size_t q = 0; q < NV; ++q) _mm512_storeu_ps(x + 16 * q, _mm512_mul_ps(r[q], vs));
+}
+
+void fwht(float* x, size_t p, float s) {
+  switch (p) {
+    case 16: fwht_small<1>(x, s); return;
+    case 32: fwht_small<2>(x, s); return;
+    case 64: fwht_small<4>(x, s); return;
+    case 128: fwht_small<8>(x, s); return;
+    case 256: fwht_small<16>(x, s); return;
+    default: break;
+  }
+  if (p < 16) {
+    ref().fwht(x, p, s);
+    return;
+  }
+  for (size_t i = 0; i < p; i += 16) _mm512_storeu_ps(x + i, fwht16(_mm512_loadu_ps(x + i)));
+  const __m512 vs = _mm512_set1_ps(s);
+  for (size_t h = 16; h < p; h *= 2) {
+    const bool last = 2 * h == p;
+    for (size_t i = 0; i < p; i += 2 * h)
+      for (size_t j = i; j < i + h; j += 16) {
+        const __m512 a = _mm512_loadu_ps(x + j), b = _mm512_loadu_ps(x + j + h);
+        __m512 u = _mm512_add_ps(a, b), w = _mm512_sub_ps(a, b);
+        if (last) {
+          u = _mm512_mul_ps(u, vs);
+          w = _mm512_mul_ps(w, vs);
+        }
+        _mm512_storeu_ps(x + j, u);
+        _mm512_storeu_ps(x + j + h, w);
+      }
+  }
+}
+
+/// ROWS rows of `buf` (stride d) times m, columns [j0, j0 + 64) (masks cut at d).
+template <size_t ROWS>
+void matmul_tile(const float* buf, float* out, const float* m, size_t d, size_t j0) {
+  __mmask16 mk[4];
+  for (size_t q = 0; q < 4; ++q) {
+    const size_t j = j0 + 16 * q;
+    mk[q] = j >= d ? 0 : (d - j >= 16 ? static_cast<__mmask16>(0xFFFF) : tail_mask(d - j));
+  }
+  __m512 acc[ROWS][4];
+  for (size_t r = 0; r < ROWS; ++r)
+    for (size_t q = 0; q < 4; ++q) acc[r][q] = _mm512_setzero_ps();
+  for (size_t k = 0; k < d; ++k) {
+    const float* mrow = m + k * d + j0;
+    __m512 mv[4];
+    for (size_t q = 0; q < 4; ++q) mv[q] = _mm512_maskz_loadu_ps(mk[q], mrow + 16 * q);
+    for (size_t r = 0; r < ROWS; ++r) {
+      const __m512 bx = _mm512_set1_ps(buf[r * d + k]);
+      for (size_t q = 0; q < 4; ++q) acc[r][q] = _mm512_add_ps(acc[r][q], _mm512_mul_ps(bx, mv[q]));
+    }
+  }
+  for (size_t r = 0; r < ROWS; ++r)
+    for (size_t q = 0; q < 4; ++q) _mm512_mask_storeu_ps(out + r * d + j0 + 16 * q, mk[q], acc[r][q]);
+}
+
+void matmul_rows(const float* in, float* out, size_t n, const float* m, size_t d) {
+  constexpr size_t kRows = 4;
+  constexpr size_t kMaxD = 1024;
+  if (d > kMaxD) {
+    ref().matmul_rows(in, out, n, m, d);
+    return;
+  }
+  alignas(64) float buf[kRows * kMaxD];
+  size_t t0 = 0;
+  for (; t0 + kRows <= n; t0 += kRows) {
+    std::memcpy(buf, in + t0 * d, kRows * d * sizeof(float));  // in == out is safe
+    for (size_t j0 = 0; j0 < d; j0 += 64) matmul_tile<kRows>(buf, out + t0 * d, m, d, j0);
+  }
+  for (; t0 < n; ++t0) {
+    std::memcpy(buf, in + t0 * d, d * sizeof(float));
+    for (size_t j0 = 0; j0 < d; j0 += 64) matmul_tile<1>(buf, out + t0 * d, m, d, j0);
+  }
+}
+
+/// Branchless binary search with the probe fetched by `probe(idx)`: same probes as the scalar
+/// loop, so the same integer result.
+template <class Probe>
+[[gnu::always_inline]] inline __m512i search(__m512 v, int bits, const float* b, Probe probe) {
+  const int k = 1 << bits;
+  // first step: the probe is the same boundary for every lane
+  const __mmask16 gt0 = _mm512_cmp_ps_mask(v, _mm512_set1_ps(b[k / 2 - 1]), _CMP_GT_OQ);
+  __m512i idx = _mm512_maskz_mov_epi32(gt0, _mm512_set1_epi32(k / 2));
+  for (int step = k / 4; step > 0; step /= 2) {
+    const __m512 pr = probe(_mm512_add_epi32(idx, _mm512_set1_epi32(step - 1)));
+    const __mmask16 gt = _mm512_cmp_ps_mask(v, pr, _CMP_GT_OQ);
+    idx = _mm512_mask_add_epi32(idx, gt, idx, _mm512_set1_epi32(step));
+  }
+  return idx;
+}
+
+void quantize(const float* x, size_t n, const float* b, int bits, uint8_t* codes) {
+  const size_t nb = (size_t{1} << bits) - 1;
+  size_t i = 0;
+  if (bits <= 5) {
+    alignas(64) float t[32] = {};
+    std::memcpy(t, b, nb * sizeof(float));
+    const __m512 t0 = _mm512_load_ps(t), t1 = _mm512_load_ps(t + 16);
+    for (; i + 16 <= n; i += 16) {
+      const __m512 v = _mm512_loadu_ps(x + i);
+      const __m512i idx =
+          bits <= 4 ? search(v, bits, b, [&](__m512i j) { return _mm512_permutexvar_ps(j, t0); })
+                    : search(v, bits, b, [&](__m512i j) { return _mm512_permutex2var_ps(t0, j, t1); });
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + i), _mm512_cvtepi32_epi8(idx));
+    }
+  } else {
+    for (; i + 16 <= n; i += 16) {
+      const __m512 v = _mm512_loadu_ps(x + i);
+      const __m512i idx = search(v, bits, b, [&](__m512i j) { return _mm512_i32gather_ps(j, b, 4); });
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + i), _mm512_cvtepi32_epi8(idx));
+    }
+  }
+  if (i < n) ref().quantize(x + i, n - i, b, bits, codes + i);
+}
+
+void lookup(const uint8_t* codes, size_t n, const float* table, int bits, float* out) {
+  const size_t k = size_t{1} << bits;
+  size_t i = 0;
+  if (bits <= 5) {
+    alignas(64) float t[32] = {};
+    std::memcpy(t, table, k * sizeof(float));
+    const __m512 t0 = _mm512_load_ps(t), t1 = _mm512_load_ps(t + 16);
+    for (; i + 16 <= n; i += 16) {
+      const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i)));
+      _mm512_storeu_ps(out + i, bits <= 4 ? _mm512_permutexvar_ps(idx, t0) : _mm512_permutex2var_ps(t0, idx, t1));
+    }
+  } else {
+    for (; i + 16 <= n; i += 16) {
+      const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i)));
+      _mm512_storeu_ps(out + i, _mm512_i32gather_ps(idx, table, 4));
+    }
+  }
+  if (i < n) ref().lookup(codes + i, n - i, table, bits, out + i);
+}
+
+void pack(const uint8_t* codes, size_t n, int bits, uint8_t* out) { detail::pack_bmi2(codes, n, bits, out); }
+void unpack(const uint8_t* in, size_t n, int bits, uint8_t* codes) { detail::unpack_bmi2(in, n, bits, codes); }
+
+void f32_to_f16(const float* in, uint16_t* out, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(in + i);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    // the hardware keeps NaN payload bits; the scalar conversion writes sign | 0x7E00
+    __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    while (nan) {
+      const int l = __builtin_ctz(nan);
+      nan = static_cast<__mmask16>(nan & (nan - 1));
+      out[i + static_cast<size_t>(l)] = detail::f2h(in[i + static_cast<size_t>(l)]);
+    }
+  }
+  if (i < n) ref().f32_to_f16(in + i, out + i, n - i);
+}
+
+void f16_to_f32(const uint16_t* in, float* out, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i));
+    _mm512_storeu_ps(out + i, _mm512_cvtph_ps(h));
+    // the hardware quiets signalling NaNs; the scalar conversion keeps the payload as is
+    __mmask16 nan = _mm256_cmpgt_epi16_mask(_mm256_and_si256(h, _mm256_set1_epi16(0x7FFF)), _mm256_set1_epi16(0x7C00));
+    while (nan) {
+      const int l = __builtin_ctz(nan);
+      nan = static_cast<__mmask16>(nan & (nan - 1));
+      out[i + static_cast<size_t>(l)] = detail::h2f(in[i + static_cast<size_t>(l)]);
+    }
+  }
+  if (i < n) ref().f16_to_f32(in + i, out + i, n - i);
+}
+
+/// |v| with NaN lanes set to 0 (the scalar loops skip NaN when taking the maximum).
+__m512 abs_no_nan(__m512 v) {
+  const __m512 a = _mm512_abs_ps(v);
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, a, _CMP_ORD_Q), a);
+}
+
+void q8_0_encode(const float* x, size_t n_blocks, uint8_t* out) {
+  const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+  const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+  for (size_t blk = 0; blk < n_blocks; ++blk, x += kQBlock, out += kQ8_0BlockBytes) {
+    const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(abs_no_nan(v0), abs_no_nan(v1)));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    put_scale(out, d);
+    const __m512 vid = _mm512_set1_ps(id);
+    const __m512 in[2] = {v0, v1};
+    for (size_t q = 0; q < 2; ++q) {
+      const __m512 y = _mm512_mul_ps(in[q], vid);
+      // round half away from zero (roundf): truncate, then step away when the dropped part >= 0.5
+      const __m512 t = _mm512_roundscale_ps(y, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+      const __m512 frac = _mm512_abs_ps(_mm512_sub_ps(y, t));
+      const __mmask16 up = _mm512_cmp_ps_mask(frac, half, _CMP_GE_OQ);
+      const __m512 step = _mm512_or_ps(one, _mm512_and_ps(y, _mm512_set1_ps(-0.0f)));  // copysign(1, y)
+      __m512 r = _mm512_mask_add_ps(t, up, t, step);
+      r = _mm512_min_ps(_mm512_max_ps(r, lo), hi);  // NaN -> -127 (max returns its 2nd operand)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 + 16 * q), _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(r)));
+    }
+  }
+}
+
+void q8_0_decode(const uint8_t* in, size_t n_blocks, float* out) {
+  for (size_t blk = 0; blk < n_blocks; ++blk, in += kQ8_0BlockBytes, out += kQBlock) {
+    const __m512 d = _mm512_set1_ps(get_scale(in));
+    for (size_t q = 0; q < 2; ++q) {
+      const __m512i c = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + 2 + 16 * q)));
+      _mm512_storeu_ps(out + 16 * q, _mm512_mul_ps(_mm512_cvtepi32_ps(c), d));
+    }
+  }
+}
+
+void q4_0_encode(const float* x, size_t n_blocks, uint8_t* out) {
+  const __m512 off = _mm512_set1_ps(8.5f), zero = _mm512_setzero_ps(), top = _mm512_set1_ps(15.0f);
+  for (size_t blk = 0; blk < n_blocks; ++blk, x += kQBlock, out += kQ4_0BlockBytes) {
+    const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+    const __m512 a0 = abs_no_nan(v0), a1 = abs_no_nan(v1);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+    float max = 0.0f;  // the first element of largest magnitude, as the scalar loop finds it
+    if (amax > 0.0f) {
+      const __m512 va = _mm512_set1_ps(amax);
+      const uint32_t hit = static_cast<uint32_t>(_mm512_cmp_ps_mask(a0, va, _CMP_EQ_OQ)) |
+                           (static_cast<uint32_t>(_mm512_cmp_ps_mask(a1, va, _CMP_EQ_OQ)) << 16);
+      max = x[__builtin_ctz(hit)];
+    }
+    const float d = max / -8.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    put_scale(out, d);
+    const __m512 vid = _mm512_set1_ps(id);
+    __m128i c[2];
+    const __m512 in[2] = {v0, v1};
+    for (size_t q = 0; q < 2; ++q) {
+      __m512 y = _mm512_add_ps(_mm512_mul_ps(in[q], vid), off);
+      y = _mm512_min_ps(_mm512_max_ps(y, zero), top);  // NaN -> 0
+      c[q] = _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(y));
+    }
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2), _mm_or_si128(c[0], _mm_slli_epi16(c[1], 4)));
+  }
+}
+
+void q4_0_decode(const uint8_t* in, size_t n_blocks, float* out) {
+  const __m512 eight = _mm512_set1_ps(8.0f);
+  for (size_t blk = 0; blk < n_blocks; ++blk, in += kQ4_0BlockBytes, out += kQBlock) {
+    const __m512 d = _mm512_set1_ps(get_scale(in));
+    const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + 2)));
+    const __m512i lo = _mm512_and_si512(b, _mm512_set1_epi32(0x0F));
+    const __m512i hi = _mm512_srli_epi32(b, 4);
+    _mm512_storeu_ps(out, _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(lo), eight), d));
+    _mm512_storeu_ps(out + 16, _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(hi), eight), d));
+  }
+}
+
+// ---- fused one-round RHT rows (p = 16 NV <= 256 in registers) --------------------------------
+
+const Kernels& self();
+
+/// The first K = 2^bits entries of `t` in two registers (masked loads: nothing past the end).
+void load_table(const float* t, size_t count, __m512& t0, __m512& t1) {
+  t0 = _mm512_maskz_loadu_ps(count >= 16 ? static_cast<__mmask16>(0xFFFF) : tail_mask(count), t);
+  t1 = count > 16 ? _mm512_maskz_loadu_ps(count >= 32 ? static_cast<__mmask16>(0xFFFF) : tail_mask(count - 16), t + 16)
+                  : _mm512_setzero_ps();
+}
+
+template <size_t NV>
+[[gnu::always_inline]] inline void fwht_regs_all(__m512* r, float fs) {
+  for (size_t q = 0; q < NV; ++q) r[q] = fwht16(r[q]);
+  for (size_t h16 = 1; h16 < NV; h16 *= 2) fwht_regs<NV>(r, h16);
+  const __m512 vs = _mm512_set1_ps(fs);
+  for (size_t q = 0; q < NV; ++q) r[q] = _mm512_mul_ps(r[q], vs);
+}
+
+template <size_t NV>
+void rht_encode_regs(const float* x, float m, const float* signs, float fs, const float* bounds, int bits, uint8_t* out) {
+  __m512 r[NV];
+  const __m512 vm = _mm512_set1_ps(m);
+  for (size_t q = 0; q < NV; ++q)  // scale, then mul by the signs: the composition's two roundings
+    r[q] = _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * q), vm), _mm512_loadu_ps(signs + 16 * q));
+  fwht_regs_all<NV>(r, fs);
+  __m512i idx[NV];
+  if (bits <= 5) {
+    __m512 t0, t1;
+    load_table(bounds, (size_t{1} << bits) - 1, t0, t1);
+    for (size_t q = 0; q < NV; ++q)
+      idx[q] = bits <= 4 ? search(r[q], bits, bounds, [&](__m512i j) { return _mm512_permutexvar_ps(j, t0); })
+                         : search(r[q], bits, bounds, [&](__m512i j) { return _mm512_permutex2var_ps(t0, j, t1); });
+  } else {
+    for (size_t q = 0; q < NV; ++q)
+      idx[q] = search(r[q], bits, bounds, [&](__m512i j) { return _mm512_i32gather_ps(j, bounds, 4); });
+  }
+  if (bits == 4) {  // two codes per byte: (c0 | c1 << 4) in the low byte of every qword, then vpmovqb
+    for (size_t q = 0; q < NV; ++q) {
+      const __m512i v = _mm512_or_si512(idx[q], _mm512_srli_epi64(idx[q], 28));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(out + 8 * q), _mm512_cvtepi64_epi8(v));
+    }
+    return;
+  }
+  alignas(64) uint8_t codes[16 * NV];
+  for (size_t q = 0; q < NV; ++q)
+    _mm_store_si128(reinterpret_cast<__m128i*>(codes + 16 * q), _mm512_cvtepi32_epi8(idx[q]));
+  detail::pack_bmi2(codes, 16 * NV, bits, out);
+}
+
+template <size_t NV>
+void rht_decode_regs(const uint8_t* in, const float* table, int bits, const float* signs, float fs, float sc, float* out) {
+  __m512 r[NV];
+  __m512 t0, t1;
+  const size_t k = size_t{1} << bits;
+  if (bits <= 5) load_table(table, k, t0, t1);
+  if (bits == 4) {  // 8 bytes -> 16 nibbles as int32, in stream order
+    const __m512i low = _mm512_set1_epi64(0x0F);
+    for (size_t q = 0; q < NV; ++q) {
+      const __m512i b = _mm512_cvtepu8_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(in + 8 * q)));
+      const __m512i idx =
+          _mm512_or_si512(_mm512_and_si512(b, low), _mm512_slli_epi64(_mm512_and_si512(_mm512_srli_epi64(b, 4), low), 32));
+      r[q] = _mm512_permutexvar_ps(idx, t0);
+    }
+  } else {
+    alignas(64) uint8_t codes[16 * NV];
+    detail::unpack_bmi2(in, 16 * NV, bits, codes);
+    for (size_t q = 0; q < NV; ++q) {
+      const __m512i idx = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(codes + 16 * q)));
+      r[q] = bits <= 4   ? _mm512_permutexvar_ps(idx, t0)
+             : bits == 5 ? _mm512_permutex2var_ps(t0, idx, t1)
+                         : _mm512_i32gather_ps(idx, table, 4);
+    }
+  }
+  fwht_regs_all<NV>(r, fs);
+  const __m512 vsc = _mm512_set1_ps(sc);
+  for (size_t q = 0; q < NV; ++q)
+    _mm512_storeu_ps(out + 16 * q, _mm512_mul_ps(_mm512_mul_ps(r[q], _mm512_loadu_ps(signs + 16 * q)), vsc));
+}
+
+void rht_encode_row(const float* x, float m, const float* signs, size_t p, float fs, const float* bounds, int bits,
+                    uint8_t* out) {
+  switch (p) {
+    case 16: rht_encode_regs<1>(x, m, signs, fs, bounds, bits, out); return;
+    case 32: rht_encode_regs<2>(x, m, signs, fs, bounds, bits, out); return;
+    case 64: rht_encode_regs<4>(x, m, signs, fs, bounds, bits, out); return;
+    case 128: rht_encode_regs<8>(x, m, signs, fs, bounds, bits, out); return;
+    case 256: rht_encode_regs<16>(x, m, signs, fs, bounds, bits, out); return;
+    default: rht_encode_row_composed(self(), x, m, signs, p, fs, bounds, bits, out); return;
+  }
+}
+
+void rht_decode_row(const uint8_t* in, const float* table, int bits, const float* signs, size_t p, float fs, float sc,
+                    float* out) {
+  switch (p) {
+    case 16: rht_decode_regs<1>(in, table, bits, signs, fs, sc, out); return;
+    case 32: rht_decode_regs<2>(in, table, bits, signs, fs, sc, out); return;
+    case 64: rht_decode_regs<4>(in, table, bits, signs, fs, sc, out); return;
+    case 128: rht_decode_regs<8>(in, table, bits, signs, fs, sc, out); return;
+    case 256: rht_decode_regs<16>(in, table, bits, signs, fs, sc, out); return;
+    default: rht_decode_row_composed(self(), in, table, bits, signs, p, fs, sc, out); return;
+  }
+}
+
+constexpr Kernels kTable{Level::Avx512, sum_squares, dot,         scale,       mul,         fwht,
+                         matmul_rows,   quantize,    lookup,      pack,        unpack,      f32_to_f16,
+                         f16_to_f32,    q8_0_encode, q8_0_decode, q4_0_encode, q4_0_decode, rht_encode_row, rht_decode_row};
+
+const Kernels& self() { return kTable; }
+
+}  // namespace
+
+const Kernels& avx512_kernels() { return kTable; }
+
+}  // namespace tq::simd
