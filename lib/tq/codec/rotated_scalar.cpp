@@ -3,6 +3,7 @@
 #include "tq/codec/rotated_scalar.h"
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -28,6 +29,7 @@ constexpr uint16_t kScaleEscape = 0x7C00;       // fp16 +inf marks "fp32 value i
 constexpr float kFp16MinNormal = 0x1.0p-14f;    // below this fp16 loses relative precision
 constexpr size_t kFp16Bytes = 2;
 constexpr size_t kFp32Bytes = 4;
+constexpr size_t kMaxCentroids = 256;  // 8 bits
 
 bool fits_fp16(float s) { return s == 0.0f || (s >= kFp16MinNormal && s <= kFp16Max); }
 
@@ -307,10 +309,9 @@ void RotatedScalarCodec::decode(const Encoded& e, float* out) const {
   size_t off = hb;
   if (e.bytes.size() < hb)
     throw Error(fmt::format("codec '{}': encoding of {} rows is truncated ({} bytes)", spec(), n, e.bytes.size()));
-  std::vector<float> stream_centroids;
+  std::array<float, kMaxCentroids> stream_centroids{};  // at most 2^8 centroids
   if (codebook_in_stream_) {  // the decoder uses the centroids carried in the encoding
-    stream_centroids.resize(codebook_->size());
-    for (size_t i = 0; i < stream_centroids.size(); ++i)
+    for (size_t i = 0; i < codebook_->size(); ++i)
       stream_centroids[i] = std::bit_cast<float>(bytes::get_u32(e.bytes.data() + 4 * i));
   }
   if (cfg_.scale_format == ScaleFormat::Fp16) {
