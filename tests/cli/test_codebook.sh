@@ -43,6 +43,27 @@ check "--force overwrites" test $? -eq 0
 check "dump solve: byte-identical files at 1 and 2 threads" cmp -s t1.toml t2.toml
 check "one layer and head -> scope tensor" grep -q 'scope = "tensor"' t1.toml
 
+# 3b. tq benchmark --codebook DIR: the per-tensor file serves layer 2 / KV head 0 / K only and
+# carries its 8 fp32 centroids as side bytes; every other tensor falls back to default_b3.toml
+mkdir -p cbd && cp t1.toml cbd/L2_H0_k_b3.toml
+"$TQ_BIN" codebook solve --source beta:64 --bits 3 --out cbd/default_b3.toml >/dev/null 2>&1
+"$TQ_BIN" benchmark -i "$A" --layers 2 --bits-k 3 --codebook cbd --metrics recon --format json >bcb.json 2>err
+check "benchmark --codebook DIR exits 0" test $? -eq 0
+"$TQ_BIN" benchmark -i "$A" --layers 2 --bits-k 3 --metrics recon --format json >bref.json 2>/dev/null
+check "benchmark --codebook DIR: per-tensor side bytes only on L2 H0 k" python3 -c '
+import json
+rows = {(r["head"], r["tensor"]): r for r in json.load(open("bcb.json"))["rows"]}
+ref = {(r["head"], r["tensor"]): r for r in json.load(open("bref.json"))["rows"]}
+T, d = rows[(0, "k")]["n_tokens"], 64
+extra = 4 * 8 * 8 / (T * d)          # 2^3 fp32 centroids, in bits per element
+for key, r in rows.items():
+    want = ref[key]["bits_side"] + (extra if key == (0, "k") else 0.0)
+    assert abs(r["bits_side"] - want) < 1e-12, (key, r["bits_side"], want)
+    if key != (0, "k"):              # default_b3.toml holds the analytic codebook: same result
+        assert abs(r["nmse"] - ref[key]["nmse"]) < 1e-4 * ref[key]["nmse"], (key, r["nmse"], ref[key]["nmse"])
+assert rows[(0, "k")]["nmse"] != ref[(0, "k")]["nmse"]
+'
+
 # 4. cma-es and fuzzy report generations/evaluations and a trajectory; cma-es never worse
 "$TQ_BIN" codebook solve --solver cma-es --objective attention --source "dump:$A" --heldout "dump:$B" --layers 3 \
   --bits 2 --generations 5 --format json --out cma.toml >cma.json 2>/dev/null

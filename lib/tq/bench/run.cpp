@@ -154,7 +154,8 @@ Report run_benchmark(const BenchConfig& c, const ProgressFn& progress, BenchTimi
         for (const auto& label : std::string(tensor) == "k" ? sweep.k : sweep.v) {
           const auto key = std::make_pair(fmt::format("{}:{}", tensor, label), li->head_dim);
           if (asym.count(key)) continue;
-          const CodecContext ctx{static_cast<size_t>(li->head_dim), 0, std::string(tensor), c.codebook};
+          // layer/head 0 of this layer: a --codebook directory must resolve for it as for every head
+          const CodecContext ctx{static_cast<size_t>(li->head_dim), 0, std::string(tensor), c.codebook, l, 0};
           try {
             asym[key] = asymptotic_bits(*make_codec(label, ctx));
           } catch (const Error& e) {
@@ -259,7 +260,7 @@ Report run_benchmark(const BenchConfig& c, const ProgressFn& progress, BenchTimi
           const std::string& label = task.tensor == 0 ? sweep.k[task.codec] : sweep.v[task.codec];
           const Tensor3& x = task.tensor == 0 ? ld.k : ld.v;
           Tensor3& xh = task.tensor == 0 ? khat[task.codec] : vhat[task.codec];
-          const CodecContext ctx{d, seed_for(run_seed, layer, head, tensor), std::string(tensor), c.codebook};
+          const CodecContext ctx{d, seed_for(run_seed, layer, head, tensor), std::string(tensor), c.codebook, layer, head};
           const auto codec = make_codec(label, ctx);
           const float* xs = x.at(static_cast<size_t>(head));
           if (codec->needs_training()) codec->train(xs, T);
