@@ -141,10 +141,11 @@ def run_replay(args):
         if path is not None:
             check_writable(path, args.force)
     name = args.backend or detect_backend(args.model)
-    if name not in ("llama2c", "gguf"):
-        raise DumpError(f"--replay: backend '{name}' is not supported (llama2c, gguf)")
+    if name not in ("llama2c", "gguf", "hf"):
+        raise DumpError(f"--replay: backend '{name}' is not supported (llama2c, gguf, hf)")
     rp.import_tq()  # fails early when the module is not built
-    backend = make_backend(name)
+    options = dict(device=args.device, compute_dtype=args.hf_dtype) if name == "hf" else {}
+    backend = make_backend(name, **options)
     backend.load(args.model, args.tokenizer)
     n_layers, _, n_dim = rp.model_geometry(backend)
     rp.parse_layers(args.replay_layers, n_layers)

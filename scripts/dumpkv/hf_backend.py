@@ -356,6 +356,7 @@ class HfBackend(Backend):
             raise DumpError(f"{self.model_path}: no attention layer went through the attention "
                             f"interface ({type(self.model).__name__} is not supported)")
         mean_nll = float(nll.detach()) if nll is not None else float("nan")
+        self.last_logits = logits.detach().double().cpu().numpy()  # [T, vocab], for --replay
         layers = []
         for idx in sorted(rec.layers):
             r = rec.layers[idx]
@@ -378,6 +379,38 @@ class HfBackend(Backend):
             layers.append(LayerDump(index=idx, attrs=self.layer_attrs(idx, r), tensors=t))
         return Capture(token_ids=np.asarray(ids, dtype=np.int32),
                        positions=np.arange(T, dtype=np.int32), layers=layers, mean_nll=mean_nll)
+
+    # ---- replay through the cache, token by token ----------------------------------------------
+    def stepwise_logits(self, ids, kv_fn):
+        """Float64 logits [T, vocab] of an incremental decode: token t is fed alone with the
+        cache of tokens 0..t-1, and every attention layer reads the K/V that kv_fn(layer, k, v)
+        returns for the whole cached prefix k, v (numpy [n_kv_heads, t+1, head_dim], the raw
+        post-RoPE K/V of tokens 0..t). The cache itself keeps the raw K/V, so kv_fn sees the
+        uncompressed prefix at every step (the prefix replay mode of docs/replay.md)."""
+        torch = self.torch
+        from transformers import DynamicCache
+
+        class _ReplayCache(DynamicCache):
+            def update(self, key_states, value_states, layer_idx, cache_kwargs=None):
+                k, v = super().update(key_states, value_states, layer_idx, cache_kwargs)
+                k2, v2 = kv_fn(int(layer_idx), _np(k), _np(v))
+                return (torch.as_tensor(np.asarray(k2)[None], dtype=k.dtype, device=k.device),
+                        torch.as_tensor(np.asarray(v2)[None], dtype=v.dtype, device=v.device))
+
+        try:
+            cache = _ReplayCache(config=self.hf_config)
+        except TypeError:  # transformers 4.x: no config argument
+            cache = _ReplayCache()
+        ids = [int(i) for i in ids]
+        out = []
+        with torch.no_grad():
+            for t, tok in enumerate(ids):
+                pos = torch.tensor([[t]], dtype=torch.long, device=self.model.device)
+                res = self.model(input_ids=self._ids_tensor([tok]), past_key_values=cache,
+                                 use_cache=True, position_ids=pos,
+                                 cache_position=pos[0])
+                out.append(res.logits[0, -1].double().cpu().numpy())
+        return np.stack(out)
 
     # ---- attributes ---------------------------------------------------------------------------
     def _layer_type(self, idx):

@@ -205,14 +205,21 @@ def make_hook(bank, mode, layers, stats):
 # ---- model adapters -------------------------------------------------------------------------
 
 def model_geometry(backend):
-    """(n_layers, n_kv_heads, head_dim) of a loaded llama2c or gguf backend."""
+    """(n_layers, n_kv_heads, head_dim) of a loaded llama2c, gguf or hf backend."""
     if backend.name == "llama2c":
         c = backend.config
         return c.n_layers, c.n_kv_heads, c.head_dim
     if backend.name == "gguf":
         c = backend.config
         return int(c["n_layer"]), int(c["n_kv_head"]), int(c["head_dim"])
-    raise DumpError(f"--replay is implemented for the llama2c and gguf backends, not '{backend.name}'")
+    if backend.name == "hf":
+        c = backend.text_config
+        heads = int(c.num_attention_heads)
+        hd = getattr(c, "head_dim", None) or c.hidden_size // heads
+        kvh = getattr(c, "num_key_value_heads", None) or heads
+        return int(c.num_hidden_layers), int(kvh), int(hd)
+    raise DumpError(f"--replay is implemented for the llama2c, gguf and hf backends, not "
+                    f"'{backend.name}'")
 
 
 def forward(backend, ids, kv_hook=None, want_kv=False, want_q=False):
@@ -224,13 +231,45 @@ def forward(backend, ids, kv_hook=None, want_kv=False, want_q=False):
         vs = [lc.v for lc in res.layers] if want_kv else None
         qs = [lc.q for lc in res.layers] if want_q else None
         return np.asarray(res.logits, dtype=np.float64), ks, vs, qs
+    if backend.name == "hf":
+        # one teacher-forced pass without a cache; the hook replaces the K/V attention reads
+        cap = backend.capture(ids, want_q=want_q, kv_hook=kv_hook)
+        ks = [ld.tensors["k"] for ld in cap.layers] if want_kv else None
+        vs = [ld.tensors["v"] for ld in cap.layers] if want_kv else None
+        qs = [ld.tensors["q"] for ld in cap.layers] if want_q else None
+        return backend.last_logits, ks, vs, qs
     cap = (("k", "v") if want_kv else ()) + (("q",) if want_q else ())
     res = backend.model.forward(ids, capture=cap, kv_hook=kv_hook)
     c = res.captures
     return (np.asarray(res.logits, dtype=np.float64), c.get("k"), c.get("v"), c.get("q"))
 
 
+def hf_prefix_logits(backend, ids, bank, layers, stats):
+    """Prefix mode on the hf backend: an incremental decode through a transformers cache
+    (HfBackend.stepwise_logits) whose every step hands attention decode(encode(K[0..t])) and
+    decode(encode(V[0..t])) of the compressed layers -- the rowwise hook applied to the raw
+    prefix, which is exactly the per-query cache state of the numpy backends' prefix mode.
+    Bytes are counted once, on the final (full-length) cache."""
+    T = len(ids)
+
+    def kv_fn(layer, k, v):
+        st = HookStats()
+        k2, v2 = make_hook(bank, "rowwise", layers, st)(layer, k, v)
+        if k.shape[1] == T:
+            stats.bytes += st.bytes
+            stats.elements += st.elements
+            stats.layers_seen += st.layers_seen
+        return k2, v2
+
+    return backend.stepwise_logits(ids, kv_fn)
+
+
 def attn_scale(backend):
+    if backend.name == "hf":
+        for m in backend.model.modules():  # the first attention layer's own scaling
+            if getattr(m, "layer_idx", None) is not None and isinstance(getattr(m, "scaling", None), float):
+                return float(m.scaling)
+        return 1.0 / math.sqrt(model_geometry(backend)[2])
     return float(backend.config.attn_scale) if backend.name == "llama2c" else float(backend.model.attn_scale)
 
 
@@ -409,7 +448,10 @@ def replay(backend, ids, specs, layers_arg="all", seed=DEFAULT_SEED, mode="auto"
         prox = proxies(tq, bank, ks, vs, qs, attn_scale(backend)) if want_proxies else None
         for label, layer_set in sets:
             stats = HookStats()
-            logits, *_ = forward(backend, ids, kv_hook=make_hook(bank, m, layer_set, stats))
+            if backend.name == "hf" and m == "prefix":
+                logits = hf_prefix_logits(backend, ids, bank, layer_set, stats)
+            else:
+                logits, *_ = forward(backend, ids, kv_hook=make_hook(bank, m, layer_set, stats))
             tok = per_token(logits_ref, logits, ids)
             row = dict(spec=bank.spec_arg, canonical=bank.spec, layers=label, mode=m,
                        bits=stats.bytes * 8 / stats.elements if stats.elements else float("nan"),
