@@ -113,8 +113,11 @@ class _Recorder:
             v2 = torch.as_tensor(np.asarray(v2)[None], dtype=value.dtype, device=value.device)
             if k2.shape != key.shape or v2.shape != value.shape:
                 raise ValueError(f"kv_hook changed the K/V shape in layer {idx}")
-            key = key + (k2 - key).detach()          # straight-through in the backward
-            value = value + (v2 - value).detach()
+            if self.want_grads:  # straight-through in the backward
+                key = key + (k2 - key).detach()
+                value = value + (v2 - value).detach()
+            else:  # exactly the hook's values (k + (k2 - k) can differ from k2 in the last bit)
+                key, value = k2, v2
         if self.want_grads:
             key, value = (_track_grad(t) for t in (key, value))
             rec["key_t"], rec["value_t"] = key, value
