@@ -71,7 +71,9 @@ def parse_args(argv):
     p.add_argument("--generate", type=int, metavar="N",
                    help="greedy-decode N tokens after the text and print it (validation)")
     p.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
-    r = p.add_argument_group("closed-loop replay (docs/replay.md; needs the tq Python module)")
+    r = p.add_argument_group("closed-loop replay (docs/replay.md; needs the tq Python module; "
+                             "llama2c, gguf and hf backends -- hf: rowwise codecs in one "
+                             "forward, prefix codecs token by token through a DynamicCache)")
     r.add_argument("--replay", action="append", metavar="SPEC",
                    help="run the model with its KV cache compressed by this tq codec spec and "
                    "compare with the uncompressed run (repeatable); writes no dump")
