@@ -400,10 +400,9 @@ class HfBackend(Backend):
                 return (torch.as_tensor(np.asarray(k2)[None], dtype=k.dtype, device=k.device),
                         torch.as_tensor(np.asarray(v2)[None], dtype=v.dtype, device=v.device))
 
-        try:
-            cache = _ReplayCache(config=self.hf_config)
-        except TypeError:  # transformers 4.x: no config argument
-            cache = _ReplayCache()
+        # no config: every layer keeps all its tokens (a sliding-window layer of a config-built
+        # cache would drop old ones); the attention mask still applies the model's window
+        cache = _ReplayCache()
         ids = [int(i) for i in ids]
         out = []
         with torch.no_grad():

@@ -168,3 +168,21 @@ def test_cli_hf_replay_json(model_dir, tmp_path):
     doc = json.loads(out.read_text())
     assert doc["backend"] == "hf" and [x["spec"] for x in doc["rows"]] == ["fp32", "tq-mse:3"]
     assert doc["rows"][0]["kl"] == 0.0 and doc["rows"][1]["kl"] > 0
+
+
+@pytest.mark.parametrize("family", ["mistral", "gemma2"])
+def test_cache_route_keeps_sliding_window_models_exact(tmp_path, family):
+    """The token-by-token route with a pass-through kv_fn reproduces the plain forward of models
+    with a sliding window shorter than the text (and Gemma 2's softcap): the replay cache keeps
+    every token and the model's mask applies the window."""
+    from test_dump_hf import make_hf_model
+    b = HfBackend().load(make_hf_model(tmp_path / family, family=family))
+    x = np.random.default_rng(3).integers(3, 60, 20)  # window 4 << 20 tokens
+    seen = []
+
+    def kv_fn(layer, k, v):
+        seen.append((layer, k.shape[1]))
+        return k, v
+
+    np.testing.assert_allclose(b.stepwise_logits(x, kv_fn), b.logits(x), atol=2e-5)
+    assert seen[-2:] == [(0, 20), (1, 20)]  # the whole prefix reaches kv_fn in every layer
