@@ -25,7 +25,10 @@ Gradients (``want_grads``): the mean next-token NLL is back-propagated once; the
 tensors keep their gradients (``retain_grad``). A K/V that does not require grad (layer 0, since
 the weights are frozen) is turned into a leaf that does: nothing upstream of it is differentiable,
 so no gradient path is cut. A kv_hook is straight-through in the backward (as in the numpy
-backend): k' = k + (hook(k) - k).detach().
+backend): k' = k + (hook(k) - k).detach(). Without gradients attention reads hook(k) itself
+(bit for bit; closed-loop replay, replay.py). ``stepwise_logits`` runs an incremental decode
+through a DynamicCache subclass that lets a callback replace the cached prefix attention reads
+(replay's prefix mode).
 
 Offline only: HF_HUB_OFFLINE is set and models load with local_files_only, from a local directory
 or the local hub cache. No remote code is executed (trust_remote_code=False).

@@ -35,6 +35,11 @@ How the cache is replayed (the `mode` column):
 The mode is chosen per codec by a probe (`auto`): a random [97, d] matrix is encoded whole and as
 prefixes of several lengths; if every prefix decodes to exactly the first rows of the whole
 decoding the codec is rowwise, else prefix. `--replay-mode prefix` forces the exact (slow) path.
+
+Backends: llama2c and gguf (numpy forward passes with a kv_hook; prefix mode attends per query to
+StepwiseKV states) and hf (transformers): rowwise through HfBackend.capture's kv_hook in one
+cache-less pass, prefix through HfBackend.stepwise_logits, an incremental decode whose cache
+hands attention decode(encode(prefix)) at every step (hf_prefix_logits).
 """
 from __future__ import annotations
 
