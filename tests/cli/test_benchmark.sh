@@ -7,13 +7,8 @@ set -uo pipefail
 : "${TQ_SOURCE_DIR:?TQ_SOURCE_DIR must name the source tree}"
 command -v python3 >/dev/null 2>&1 || { echo "SKIP: python3 not found"; exit 77; }
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/tq_cli_benchmark.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
-cd "$work" || exit 1
-failures=0
-pass() { echo "PASS: $1"; }
-fail() { echo "FAIL: $1"; failures=$((failures + 1)); }
-check() { local what="$1"; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+tq_cli_setup benchmark
 data="$TQ_SOURCE_DIR/data"
 strip_run() { python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); j.pop("run"); print(json.dumps(j))' "$1"; }
 

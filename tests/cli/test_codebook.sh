@@ -5,13 +5,8 @@ set -uo pipefail
 : "${TQ_SOURCE_DIR:?TQ_SOURCE_DIR must name the source tree}"
 command -v python3 >/dev/null 2>&1 || { echo "SKIP: python3 not found"; exit 77; }
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/tq_cli_codebook.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
-cd "$work" || exit 1
-failures=0
-pass() { echo "PASS: $1"; }
-fail() { echo "FAIL: $1"; failures=$((failures + 1)); }
-check() { local what="$1"; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+tq_cli_setup codebook
 A="$TQ_SOURCE_DIR/data/smollm2_a.h5"
 B="$TQ_SOURCE_DIR/data/smollm2_b.h5"
 

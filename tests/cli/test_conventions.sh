@@ -6,16 +6,8 @@ set -uo pipefail
 : "${TQ_BIN:?TQ_BIN must name the tq binary}"
 command -v python3 >/dev/null 2>&1 || { echo "SKIP: python3 not found"; exit 77; }
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/tq_cli_conventions.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
-cd "$work" || exit 1
-failures=0
-pass() { echo "PASS: $1"; }
-fail() { echo "FAIL: $1"; failures=$((failures + 1)); }
-check() {  # check "description" command...: passes when the command succeeds
-  local what="$1"; shift
-  if "$@"; then pass "$what"; else fail "$what"; fi
-}
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+tq_cli_setup conventions
 json_ok() { python3 -c 'import json,sys; json.load(sys.stdin)' <"$1" 2>/dev/null; }
 lines() { wc -l <"$1" | tr -d ' '; }
 

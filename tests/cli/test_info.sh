@@ -5,12 +5,8 @@ set -uo pipefail
 : "${TQ_BIN:?TQ_BIN must name the tq binary}"
 command -v python3 >/dev/null 2>&1 || { echo "SKIP: python3 not found"; exit 77; }
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/tq_cli_info.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
-failures=0
-pass() { echo "PASS: $1"; }
-fail() { echo "FAIL: $1"; failures=$((failures + 1)); }
-check() { local what="$1"; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+tq_cli_setup info
 
 # prop KEY [tq args...]: the value of one info property from the JSON output
 prop() {

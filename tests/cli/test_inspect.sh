@@ -7,13 +7,8 @@ command -v python3 >/dev/null 2>&1 || { echo "SKIP: python3 not found"; exit 77;
 dump="$TQ_SOURCE_DIR/data/stories260K.h5"
 [ -r "$dump" ] || { echo "SKIP: $dump missing"; exit 77; }
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/tq_cli_inspect.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
-cd "$work" || exit 1
-failures=0
-pass() { echo "PASS: $1"; }
-fail() { echo "FAIL: $1"; failures=$((failures + 1)); }
-check() { local what="$1"; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+tq_cli_setup inspect
 
 for fmt in table md csv json; do
   "$TQ_BIN" inspect "$dump" --format "$fmt" >"out.$fmt" 2>"err.$fmt"

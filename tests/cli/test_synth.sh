@@ -5,13 +5,8 @@ set -uo pipefail
 : "${TQ_SOURCE_DIR:?TQ_SOURCE_DIR must name the source tree}"
 command -v python3 >/dev/null 2>&1 || { echo "SKIP: python3 not found"; exit 77; }
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/tq_cli_synth.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
-cd "$work" || exit 1
-failures=0
-pass() { echo "PASS: $1"; }
-fail() { echo "FAIL: $1"; failures=$((failures + 1)); }
-check() { local what="$1"; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+tq_cli_setup synth
 
 for fmt in table md csv json; do
   "$TQ_BIN" synth --profile stories-like --tokens 64 --seed 1 --out "s.$fmt.h5" --format "$fmt" >"rep.$fmt" 2>err
