@@ -202,6 +202,54 @@ TEST_CASE("simd: quantize (boundary search) and lookup are bit-identical to scal
   }
 }
 
+TEST_CASE("simd: fused RHT row kernels equal their composition and the scalar table, bit for bit") {
+  // rht_encode_rows / rht_decode_rows against (a) the scalar table and (b) the composition of the
+  // same table's own kernels, for every p the AVX-512 path keeps in registers (16..256), the
+  // composed sizes around them (8, 512), bits 1..8, several rows with different multipliers
+  // (including ties: rows whose rotated values land exactly on boundaries are likely with x = 0).
+  std::mt19937 g(11);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (Level l : simd_levels()) {
+    const Kernels& k = tq::simd::kernels_for(l);
+    CAPTURE(tq::simd::level_name(l));
+    for (size_t p : {8, 16, 32, 64, 128, 256, 512}) {
+      std::vector<float> signs(p);
+      for (auto& s : signs) s = (g() & 1u) != 0 ? 1.0f : -1.0f;
+      const float fs = 1.0f / std::sqrt(static_cast<float>(p));
+      for (int bits = 1; bits <= 8; ++bits) {
+        CAPTURE(p);
+        CAPTURE(bits);
+        const size_t K = size_t{1} << bits;
+        std::vector<float> table(K);
+        for (auto& c : table) c = nd(g) * 0.1f;
+        std::sort(table.begin(), table.end());
+        std::vector<float> bounds(K - 1);
+        for (size_t i = 0; i + 1 < K; ++i) bounds[i] = 0.5f * (table[i] + table[i + 1]);
+        const size_t n = 5;
+        auto x = mixed(n * p, g, false);
+        std::fill(x.begin() + static_cast<std::ptrdiff_t>(2 * p), x.begin() + static_cast<std::ptrdiff_t>(3 * p), 0.0f);
+        const std::vector<float> m = {0.05f, 1.0f / 3.0f, 1.0f, 0.0f, 7.5f};
+        const size_t rb = p * static_cast<size_t>(bits) / 8;
+        std::vector<uint8_t> e1(n * rb + 4, 0xCD), e2(n * rb + 4, 0xCD), e3(n * rb + 4, 0xCD);
+        ref().rht_encode_rows(x.data(), n, m.data(), signs.data(), p, fs, bounds.data(), bits, e1.data());
+        k.rht_encode_rows(x.data(), n, m.data(), signs.data(), p, fs, bounds.data(), bits, e2.data());
+        tq::simd::rht_encode_rows_composed(k, x.data(), n, m.data(), signs.data(), p, fs, bounds.data(), bits,
+                                           e3.data());
+        CHECK(e1 == e2);  // guard bytes past the end included
+        CHECK(e2 == e3);
+        const std::vector<float> sc = {1.0f, 0.25f, 3.0f, -2.0f, 1e-3f};
+        std::vector<float> d1(n * p), d2(n * p), d3(n * p);
+        ref().rht_decode_rows(e1.data(), n, table.data(), bits, signs.data(), p, fs, sc.data(), d1.data());
+        k.rht_decode_rows(e1.data(), n, table.data(), bits, signs.data(), p, fs, sc.data(), d2.data());
+        tq::simd::rht_decode_rows_composed(k, e1.data(), n, table.data(), bits, signs.data(), p, fs, sc.data(),
+                                           d3.data());
+        CHECK(same_bits(d1, d2));
+        CHECK(same_bits(d2, d3));
+      }
+    }
+  }
+}
+
 TEST_CASE("simd: bit pack/unpack are identical to scalar for 1..8 bits") {
   std::mt19937 g(5);
   for (Level l : simd_levels()) {

@@ -245,17 +245,30 @@ Encoded RotatedScalarCodec::encode(const float* x, size_t n, const int32_t* posi
     uint8_t* codes = s.codes.data();
     if (signs != nullptr) {
       // fused per row: norm -> (x / |x|) D -> FWHT -> boundary search -> pack, in registers
+      // The norms of the whole block first: each is a short dependency chain, and computing them
+      // back to back lets the CPU overlap them instead of stalling every row on its own norm.
+      // Then one kernel call encodes the block; rows outside the plain norm range (rare) are
+      // re-encoded one by one after exact power-of-two rescaling.
       const float fs = rotation_->hadamard_scale();
+      std::array<float, kBlockRows> mult{};
+      bool rare = false;
       for (size_t t = t0; t < t0 + rows; ++t) {
-        const float* xr = x + t * d;
-        const float ss = k.sum_squares(xr, d);
-        if (ss >= kMinSumSquares && ss <= std::numeric_limits<float>::max()) {
+        const float ss = k.sum_squares(x + t * d, d);
+        if (ss >= kMinSumSquares && ss <= std::numeric_limits<float>::max()) {  // NaN fails both
           const float r = std::sqrt(ss);
           scale[t] = r;
-          k.rht_encode_row(xr, 1.0f / r, signs, d, fs, bounds, bits, payload + t * row_bytes);
+          mult[t - t0] = 1.0f / r;
         } else {
-          scale[t] = normalise_row(k, xr, y, t);  // rare: exact power-of-two rescaling first
-          k.rht_encode_row(y, 1.0f, signs, d, fs, bounds, bits, payload + t * row_bytes);
+          rare = true;
+        }
+      }
+      k.rht_encode_rows(x + t0 * d, rows, mult.data(), signs, d, fs, bounds, bits, payload + t0 * row_bytes);
+      if (rare) {
+        const float one = 1.0f;
+        for (size_t t = t0; t < t0 + rows; ++t) {
+          if (mult[t - t0] != 0.0f) continue;
+          scale[t] = normalise_row(k, x + t * d, y, t);
+          k.rht_encode_rows(y, 1, &one, signs, d, fs, bounds, bits, payload + t * row_bytes);
         }
       }
       write_scales(base, scale.data(), t0, rows);
@@ -349,14 +362,9 @@ void RotatedScalarCodec::decode(const Encoded& e, float* out) const {
     if (signs != nullptr) {  // fused per row: unpack -> lookup -> FWHT -> D -> * scale
       const float fs = rotation_->hadamard_scale();
       const size_t row_bytes = d * static_cast<size_t>(bits) / 8;
-      for (size_t t = t0; t < t0 + rows; ++t) {
-        float* row = out + t * d;
-        if (scale[t] == 0.0f) {
-          for (size_t i = 0; i < d; ++i) row[i] = 0.0f;
-        } else {
-          k.rht_decode_row(payload + t * row_bytes, cent, bits, signs, d, fs, scale[t], row);
-        }
-      }
+      k.rht_decode_rows(payload + t0 * row_bytes, rows, cent, bits, signs, d, fs, scale.data() + t0, out + t0 * d);
+      for (size_t t = t0; t < t0 + rows; ++t)  // a zero norm decodes to +0 exactly, not +-0
+        if (scale[t] == 0.0f) std::fill(out + t * d, out + (t + 1) * d, 0.0f);
       return;
     }
     Scratch& s = scratch(kBlockRows, d);

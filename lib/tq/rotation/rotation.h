@@ -34,7 +34,7 @@ class Rotation {
 
   /// For a one-round randomized Hadamard transform (kind "hr" with d a power of two), R x =
   /// fwht(D x) * hadamard_scale(): the diagonal of D (exactly +-1), so a codec can fuse the
-  /// rotation with its own per-row loop (simd::Kernels::rht_encode_row). nullptr otherwise.
+  /// rotation with its own per-row loop (simd::Kernels::rht_encode_rows). nullptr otherwise.
   virtual const float* hadamard_signs() const { return nullptr; }
   virtual float hadamard_scale() const { return 0.0f; }
 

@@ -48,8 +48,8 @@ ScopedLevel::ScopedLevel(Level level) : previous_(g_override.load()) { g_overrid
 
 ScopedLevel::~ScopedLevel() { g_override.store(previous_); }
 
-void rht_encode_row_composed(const Kernels& k, const float* x, float m, const float* signs, size_t p, float fs,
-                             const float* bounds, int bits, uint8_t* out) {
+void rht_encode_rows_composed(const Kernels& k, const float* x, size_t n, const float* m, const float* signs, size_t p,
+                              float fs, const float* bounds, int bits, uint8_t* out) {
   constexpr size_t kMax = 4096;
   float y_stack[kMax];
   uint8_t c_stack[kMax];
@@ -63,15 +63,18 @@ void rht_encode_row_composed(const Kernels& k, const float* x, float m, const fl
     y = y_heap.data();
     c = c_heap.data();
   }
-  k.scale(x, m, y, p);
-  k.mul(y, signs, y, p);
-  k.fwht(y, p, fs);
-  k.quantize(y, p, bounds, bits, c);
-  k.pack(c, p, bits, out);
+  const size_t row_bytes = p * static_cast<size_t>(bits) / 8;
+  for (size_t t = 0; t < n; ++t) {
+    k.scale(x + t * p, m[t], y, p);
+    k.mul(y, signs, y, p);
+    k.fwht(y, p, fs);
+    k.quantize(y, p, bounds, bits, c);
+    k.pack(c, p, bits, out + t * row_bytes);
+  }
 }
 
-void rht_decode_row_composed(const Kernels& k, const uint8_t* in, const float* table, int bits, const float* signs,
-                             size_t p, float fs, float sc, float* out) {
+void rht_decode_rows_composed(const Kernels& k, const uint8_t* in, size_t n, const float* table, int bits,
+                              const float* signs, size_t p, float fs, const float* sc, float* out) {
   constexpr size_t kMax = 4096;
   uint8_t c_stack[kMax];
   std::vector<uint8_t> c_heap;
@@ -80,11 +83,15 @@ void rht_decode_row_composed(const Kernels& k, const uint8_t* in, const float* t
     c_heap.resize(p);
     c = c_heap.data();
   }
-  k.unpack(in, p, bits, c);
-  k.lookup(c, p, table, bits, out);
-  k.fwht(out, p, fs);
-  k.mul(out, signs, out, p);
-  k.scale(out, sc, out, p);
+  const size_t row_bytes = p * static_cast<size_t>(bits) / 8;
+  for (size_t t = 0; t < n; ++t) {
+    float* o = out + t * p;
+    k.unpack(in + t * row_bytes, p, bits, c);
+    k.lookup(c, p, table, bits, o);
+    k.fwht(o, p, fs);
+    k.mul(o, signs, o, p);
+    k.scale(o, sc[t], o, p);
+  }
 }
 
 }  // namespace tq::simd

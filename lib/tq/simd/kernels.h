@@ -65,23 +65,26 @@ struct Kernels {
   void (*q8_0_decode)(const uint8_t* in, size_t n_blocks, float* out);
   void (*q4_0_encode)(const float* x, size_t n_blocks, uint8_t* out);
   void (*q4_0_decode)(const uint8_t* in, size_t n_blocks, float* out);
-  /// Fused one-round randomized Hadamard encode of one row, p a power of two >= 8 (so the row's
-  /// p * bits bits are whole bytes). Defined as the composition
-  ///   y = scale(x, m); y = mul(y, signs); fwht(y, p, fs); quantize(y, bounds, bits) -> pack(out)
-  /// (p * bits / 8 bytes); signs must be exactly +-1. AVX-512 keeps the row in registers.
-  void (*rht_encode_row)(const float* x, float m, const float* signs, size_t p, float fs, const float* bounds,
-                         int bits, uint8_t* out);
-  /// The inverse direction: unpack(in) -> lookup(table) -> fwht(., p, fs) -> mul(signs) -> scale(sc).
-  void (*rht_decode_row)(const uint8_t* in, const float* table, int bits, const float* signs, size_t p, float fs,
-                         float sc, float* out);
+  /// Fused one-round randomized Hadamard encode of n rows x[t] (row-major, p floats each), p a
+  /// power of two >= 8 (so a row's p * bits bits are whole bytes). Row t is defined as the
+  /// composition
+  ///   y = scale(x[t], m[t]); y = mul(y, signs); fwht(y, p, fs); quantize(y, bounds, bits) -> pack
+  /// into out + t * p * bits / 8; signs must be exactly +-1. AVX-512 keeps a row in registers and
+  /// sets up its constants once per call.
+  void (*rht_encode_rows)(const float* x, size_t n, const float* m, const float* signs, size_t p, float fs,
+                          const float* bounds, int bits, uint8_t* out);
+  /// The inverse direction, row t: unpack(in + t * p * bits / 8) -> lookup(table) -> fwht(., p, fs)
+  /// -> mul(signs) -> scale(sc[t]) into out + t * p.
+  void (*rht_decode_rows)(const uint8_t* in, size_t n, const float* table, int bits, const float* signs, size_t p,
+                          float fs, const float* sc, float* out);
 };
 
-/// rht_encode_row / rht_decode_row as the plain composition of a table's kernels (used by the
-/// scalar and AVX2 tables, and by AVX-512 outside the sizes it keeps in registers).
-void rht_encode_row_composed(const Kernels& k, const float* x, float m, const float* signs, size_t p, float fs,
-                             const float* bounds, int bits, uint8_t* out);
-void rht_decode_row_composed(const Kernels& k, const uint8_t* in, const float* table, int bits, const float* signs,
-                             size_t p, float fs, float sc, float* out);
+/// rht_encode_rows / rht_decode_rows as the plain composition of a table's kernels, row by row
+/// (used by the scalar and AVX2 tables, and by AVX-512 outside the sizes it keeps in registers).
+void rht_encode_rows_composed(const Kernels& k, const float* x, size_t n, const float* m, const float* signs, size_t p,
+                              float fs, const float* bounds, int bits, uint8_t* out);
+void rht_decode_rows_composed(const Kernels& k, const uint8_t* in, size_t n, const float* table, int bits,
+                              const float* signs, size_t p, float fs, const float* sc, float* out);
 
 /// Block size and bytes per block of the q8_0 / q4_0 kernels.
 inline constexpr size_t kQBlock = 32;

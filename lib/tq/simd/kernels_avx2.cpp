@@ -398,19 +398,19 @@ void q4_0_decode(const uint8_t* in, size_t n_blocks, float* out) {
 
 const Kernels& self();
 
-void rht_encode_row(const float* x, float m, const float* signs, size_t p, float fs, const float* bounds, int bits,
-                    uint8_t* out) {
-  rht_encode_row_composed(self(), x, m, signs, p, fs, bounds, bits, out);
+void rht_encode_rows(const float* x, size_t n, const float* m, const float* signs, size_t p, float fs,
+                     const float* bounds, int bits, uint8_t* out) {
+  rht_encode_rows_composed(self(), x, n, m, signs, p, fs, bounds, bits, out);
 }
 
-void rht_decode_row(const uint8_t* in, const float* table, int bits, const float* signs, size_t p, float fs, float sc,
-                    float* out) {
-  rht_decode_row_composed(self(), in, table, bits, signs, p, fs, sc, out);
+void rht_decode_rows(const uint8_t* in, size_t n, const float* table, int bits, const float* signs, size_t p, float fs,
+                     const float* sc, float* out) {
+  rht_decode_rows_composed(self(), in, n, table, bits, signs, p, fs, sc, out);
 }
 
 constexpr Kernels kTable{Level::Avx2, sum_squares, dot,         scale,       mul,         fwht,
                          matmul_rows, quantize,    lookup,      pack,        unpack,      f32_to_f16,
-                         f16_to_f32,  q8_0_encode, q8_0_decode, q4_0_encode, q4_0_decode, rht_encode_row, rht_decode_row};
+                         f16_to_f32,  q8_0_encode, q8_0_decode, q4_0_encode, q4_0_decode, rht_encode_rows, rht_decode_rows};
 
 const Kernels& self() { return kTable; }
 

@@ -79,35 +79,50 @@ void mul(const float* a, const float* b, float* out, size_t n) {
 }
 
 /// FWHT stages h = 1, 2, 4, 8 inside one register: lane j (lower partner) gets a + b, lane j + h
-/// gets a - b, with `sw` the register with partners swapped.
+/// gets a - b. With `sw` the register with partners swapped, both are fma(v, s, sw) with s = +1 on
+/// lower lanes and -1 on upper lanes: v * (+-1) is exact, so the single rounding of the fused
+/// multiply-add is the rounding of a + b (or a - b), and a stage costs a shuffle and one FMA
+/// instead of a shuffle, an add and a masked subtract. (Every NaN these transforms can create is
+/// the default NaN, so propagation order cannot change bits either.)
 [[gnu::always_inline]] inline __m512 fwht16(__m512 v) {
-  __m512 sw = _mm512_permute_ps(v, 0xB1);
-  v = _mm512_mask_sub_ps(_mm512_add_ps(v, sw), 0xAAAA, sw, v);
-  sw = _mm512_permute_ps(v, 0x4E);
-  v = _mm512_mask_sub_ps(_mm512_add_ps(v, sw), 0xCCCC, sw, v);
-  sw = _mm512_shuffle_f32x4(v, v, 0xB1);
-  v = _mm512_mask_sub_ps(_mm512_add_ps(v, sw), 0xF0F0, sw, v);
-  sw = _mm512_shuffle_f32x4(v, v, 0x4E);
-  v = _mm512_mask_sub_ps(_mm512_add_ps(v, sw), 0xFF00, sw, v);
+  const __m512 s1 = _mm512_castsi512_ps(_mm512_set1_epi64(static_cast<long long>(0xBF8000003F800000ull)));
+  const __m512 s2 = _mm512_castsi512_ps(_mm512_set_epi32(
+      static_cast<int>(0xBF800000), static_cast<int>(0xBF800000), 0x3F800000, 0x3F800000,
+      static_cast<int>(0xBF800000), static_cast<int>(0xBF800000), 0x3F800000, 0x3F800000,
+      static_cast<int>(0xBF800000), static_cast<int>(0xBF800000), 0x3F800000, 0x3F800000,
+      static_cast<int>(0xBF800000), static_cast<int>(0xBF800000), 0x3F800000, 0x3F800000));
+  const __m512 one = _mm512_set1_ps(1.0f), neg = _mm512_set1_ps(-1.0f);
+  const __m512 s4 = _mm512_mask_mov_ps(one, 0xF0F0, neg);
+  const __m512 s8 = _mm512_mask_mov_ps(one, 0xFF00, neg);
+  v = _mm512_fmadd_ps(v, s1, _mm512_permute_ps(v, 0xB1));
+  v = _mm512_fmadd_ps(v, s2, _mm512_permute_ps(v, 0x4E));
+  v = _mm512_fmadd_ps(v, s4, _mm512_shuffle_f32x4(v, v, 0xB1));
+  v = _mm512_fmadd_ps(v, s8, _mm512_shuffle_f32x4(v, v, 0x4E));
   return v;
 }
 
-/// Stage h (>= 16) over registers held in r[0 : nv]; register q pairs with q + h/16.
-template <size_t NV>
-[[gnu::always_inline]] inline void fwht_regs(__m512* r, size_t h16) {
-  for (size_t i = 0; i < NV; i += 2 * h16)
-    for (size_t q = i; q < i + h16; ++q) {
-      const __m512 a = r[q], b = r[q + h16];
-      r[q] = _mm512_add_ps(a, b);
-      r[q + h16] = _mm512_sub_ps(a, b);
-    }
+/// Stages h = 16 H16, 32 H16, ... < 16 NV over registers held in r[0 : NV]; register q pairs with
+/// q + H16. Compile-time strides so that the whole transform unrolls and r[] stays in registers.
+template <size_t NV, size_t H16 = 1>
+[[gnu::always_inline]] inline void fwht_regs(__m512* r) {
+  if constexpr (H16 < NV) {
+#pragma GCC unroll 16
+    for (size_t i = 0; i < NV; i += 2 * H16)
+#pragma GCC unroll 16
+      for (size_t q = i; q < i + H16; ++q) {
+        const __m512 a = r[q], b = r[q + H16];
+        r[q] = _mm512_add_ps(a, b);
+        r[q + H16] = _mm512_sub_ps(a, b);
+      }
+    fwht_regs<NV, 2 * H16>(r);
+  }
 }
 
 template <size_t NV>
 void fwht_small(float* x, float s) {  // p = 16 NV <= 256: everything in registers
   __m512 r[NV];
   for (size_t q = 0; q < NV; ++q) r[q] = fwht16(_mm512_loadu_ps(x + 16 * q));
-  for (size_t h16 = 1; h16 < NV; h16 *= 2) fwht_regs<NV>(r, h16);
+  fwht_regs<NV>(r);
   const __m512 vs = _mm512_set1_ps(s);
   for (size_t q = 0; q < NV; ++q) _mm512_storeu_ps(x + 16 * q, _mm512_mul_ps(r[q], vs));
 }
@@ -202,6 +217,37 @@ template <class Probe>
   return idx;
 }
 
+/// Binary search for bits <= 4 (at most 15 boundaries, one register) with the probe tables
+/// pre-shifted per step: st.t[s][i] = b[i + 2^s - 1], so the probe of step 2^s is one permute of
+/// idx (no index add). Same probes as search(), so the same result.
+struct ShiftedBounds {
+  __m512 first;    // b[k/2 - 1] in every lane
+  __m512 t[3];     // steps 1, 2, 4
+  int bits = 0;
+};
+
+ShiftedBounds shifted_bounds(const float* b, int bits) {
+  ShiftedBounds st;
+  st.bits = bits;
+  const int k = 1 << bits;
+  const __m512 t0 = _mm512_maskz_loadu_ps(tail_mask(static_cast<size_t>(k - 1)), b);
+  st.first = _mm512_set1_ps(b[k / 2 - 1]);
+  const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  for (int s = 0; s < 3; ++s) st.t[s] = _mm512_permutexvar_ps(_mm512_add_epi32(iota, _mm512_set1_epi32((1 << s) - 1)), t0);
+  return st;
+}
+
+[[gnu::always_inline]] inline __m512i search16(__m512 v, const ShiftedBounds& st, int bits) {
+  const int k = 1 << bits;
+  __m512i idx = _mm512_maskz_mov_epi32(_mm512_cmp_ps_mask(v, st.first, _CMP_GT_OQ), _mm512_set1_epi32(k / 2));
+  int s = bits - 2;
+  for (int step = k / 4; step > 0; step /= 2, --s) {
+    const __mmask16 gt = _mm512_cmp_ps_mask(v, _mm512_permutexvar_ps(idx, st.t[s]), _CMP_GT_OQ);
+    idx = _mm512_mask_add_epi32(idx, gt, idx, _mm512_set1_epi32(step));
+  }
+  return idx;
+}
+
 void quantize(const float* x, size_t n, const float* b, int bits, uint8_t* codes) {
   const size_t nb = (size_t{1} << bits) - 1;
   size_t i = 0;
@@ -209,11 +255,11 @@ void quantize(const float* x, size_t n, const float* b, int bits, uint8_t* codes
     alignas(64) float t[32] = {};
     std::memcpy(t, b, nb * sizeof(float));
     const __m512 t0 = _mm512_load_ps(t), t1 = _mm512_load_ps(t + 16);
+    const ShiftedBounds st = shifted_bounds(b, bits <= 4 ? bits : 1);
     for (; i + 16 <= n; i += 16) {
       const __m512 v = _mm512_loadu_ps(x + i);
-      const __m512i idx =
-          bits <= 4 ? search(v, bits, b, [&](__m512i j) { return _mm512_permutexvar_ps(j, t0); })
-                    : search(v, bits, b, [&](__m512i j) { return _mm512_permutex2var_ps(t0, j, t1); });
+      const __m512i idx = bits <= 4 ? search16(v, st, bits)
+                                    : search(v, bits, b, [&](__m512i j) { return _mm512_permutex2var_ps(t0, j, t1); });
       _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + i), _mm512_cvtepi32_epi8(idx));
     }
   } else {
@@ -374,101 +420,136 @@ void load_table(const float* t, size_t count, __m512& t0, __m512& t1) {
 }
 
 template <size_t NV>
-[[gnu::always_inline]] inline void fwht_regs_all(__m512* r, float fs) {
+[[gnu::always_inline]] inline void fwht_regs_all(__m512* r, __m512 vfs) {
   for (size_t q = 0; q < NV; ++q) r[q] = fwht16(r[q]);
-  for (size_t h16 = 1; h16 < NV; h16 *= 2) fwht_regs<NV>(r, h16);
-  const __m512 vs = _mm512_set1_ps(fs);
-  for (size_t q = 0; q < NV; ++q) r[q] = _mm512_mul_ps(r[q], vs);
+  fwht_regs<NV>(r);
+  for (size_t q = 0; q < NV; ++q) r[q] = _mm512_mul_ps(r[q], vfs);
 }
 
-template <size_t NV>
-void rht_encode_regs(const float* x, float m, const float* signs, float fs, const float* bounds, int bits, uint8_t* out) {
-  __m512 r[NV];
-  const __m512 vm = _mm512_set1_ps(m);
-  for (size_t q = 0; q < NV; ++q)  // scale, then mul by the signs: the composition's two roundings
-    r[q] = _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * q), vm), _mm512_loadu_ps(signs + 16 * q));
-  fwht_regs_all<NV>(r, fs);
-  __m512i idx[NV];
-  if (bits <= 5) {
-    __m512 t0, t1;
-    load_table(bounds, (size_t{1} << bits) - 1, t0, t1);
-    for (size_t q = 0; q < NV; ++q)
-      idx[q] = bits <= 4 ? search(r[q], bits, bounds, [&](__m512i j) { return _mm512_permutexvar_ps(j, t0); })
-                         : search(r[q], bits, bounds, [&](__m512i j) { return _mm512_permutex2var_ps(t0, j, t1); });
-  } else {
-    for (size_t q = 0; q < NV; ++q)
-      idx[q] = search(r[q], bits, bounds, [&](__m512i j) { return _mm512_i32gather_ps(j, bounds, 4); });
-  }
-  if (bits == 4) {  // two codes per byte: (c0 | c1 << 4) in the low byte of every qword, then vpmovqb
-    for (size_t q = 0; q < NV; ++q) {
-      const __m512i v = _mm512_or_si512(idx[q], _mm512_srli_epi64(idx[q], 28));
-      _mm_storel_epi64(reinterpret_cast<__m128i*>(out + 8 * q), _mm512_cvtepi64_epi8(v));
-    }
-    return;
-  }
-  alignas(64) uint8_t codes[16 * NV];
-  for (size_t q = 0; q < NV; ++q)
-    _mm_store_si128(reinterpret_cast<__m128i*>(codes + 16 * q), _mm512_cvtepi32_epi8(idx[q]));
-  detail::pack_bmi2(codes, 16 * NV, bits, out);
-}
-
-template <size_t NV>
-void rht_decode_regs(const uint8_t* in, const float* table, int bits, const float* signs, float fs, float sc, float* out) {
-  __m512 r[NV];
+/// B = the bit width when known at compile time (2..4: fully unrolled), 0 = take `bits_rt`.
+template <size_t NV, int B>
+void rht_encode_rows_regs(const float* x, size_t n, const float* m, const float* signs, float fs, const float* bounds,
+                          int bits_rt, uint8_t* out) {
+  const int bits = B != 0 ? B : bits_rt;
+  const size_t row_bytes = 2 * NV * static_cast<size_t>(bits);  // 16 NV codes of `bits` bits
+  const __m512 vfs = _mm512_set1_ps(fs);
   __m512 t0, t1;
-  const size_t k = size_t{1} << bits;
-  if (bits <= 5) load_table(table, k, t0, t1);
-  if (bits == 4) {  // 8 bytes -> 16 nibbles as int32, in stream order
-    const __m512i low = _mm512_set1_epi64(0x0F);
-    for (size_t q = 0; q < NV; ++q) {
-      const __m512i b = _mm512_cvtepu8_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(in + 8 * q)));
-      const __m512i idx =
-          _mm512_or_si512(_mm512_and_si512(b, low), _mm512_slli_epi64(_mm512_and_si512(_mm512_srli_epi64(b, 4), low), 32));
-      r[q] = _mm512_permutexvar_ps(idx, t0);
+  load_table(bounds, (size_t{1} << bits) - 1, t0, t1);
+  const ShiftedBounds st = shifted_bounds(bounds, bits <= 4 ? bits : 1);
+  for (size_t t = 0; t < n; ++t, x += 16 * NV, out += row_bytes) {
+    __m512 r[NV];
+    const __m512 vm = _mm512_set1_ps(m[t]);
+    for (size_t q = 0; q < NV; ++q)  // scale, then mul by the signs: the composition's two roundings
+      r[q] = _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * q), vm), _mm512_loadu_ps(signs + 16 * q));
+    fwht_regs_all<NV>(r, vfs);
+    __m512i idx[NV];
+    if (bits <= 4) {
+      for (size_t q = 0; q < NV; ++q) idx[q] = search16(r[q], st, bits);
+    } else if (bits == 5) {
+      for (size_t q = 0; q < NV; ++q)
+        idx[q] = search(r[q], bits, bounds, [&](__m512i j) { return _mm512_permutex2var_ps(t0, j, t1); });
+    } else {
+      for (size_t q = 0; q < NV; ++q)
+        idx[q] = search(r[q], bits, bounds, [&](__m512i j) { return _mm512_i32gather_ps(j, bounds, 4); });
     }
-  } else {
+    if (bits == 4) {  // two codes per byte: (c0 | c1 << 4) in the low byte of every qword, then vpmovqb
+      for (size_t q = 0; q < NV; ++q) {
+        const __m512i v = _mm512_or_si512(idx[q], _mm512_srli_epi64(idx[q], 28));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(out + 8 * q), _mm512_cvtepi64_epi8(v));
+      }
+      continue;
+    }
     alignas(64) uint8_t codes[16 * NV];
-    detail::unpack_bmi2(in, 16 * NV, bits, codes);
-    for (size_t q = 0; q < NV; ++q) {
-      const __m512i idx = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(codes + 16 * q)));
-      r[q] = bits <= 4   ? _mm512_permutexvar_ps(idx, t0)
-             : bits == 5 ? _mm512_permutex2var_ps(t0, idx, t1)
-                         : _mm512_i32gather_ps(idx, table, 4);
+    for (size_t q = 0; q < NV; ++q)
+      _mm_store_si128(reinterpret_cast<__m128i*>(codes + 16 * q), _mm512_cvtepi32_epi8(idx[q]));
+    detail::pack_bmi2(codes, 16 * NV, bits, out);
+  }
+}
+
+template <size_t NV, int B>
+void rht_decode_rows_regs(const uint8_t* in, size_t n, const float* table, int bits_rt, const float* signs, float fs,
+                          const float* sc, float* out) {
+  const int bits = B != 0 ? B : bits_rt;
+  const size_t row_bytes = 2 * NV * static_cast<size_t>(bits);
+  const __m512 vfs = _mm512_set1_ps(fs);
+  __m512 t0, t1;
+  if (bits <= 5) load_table(table, size_t{1} << bits, t0, t1);
+  // 4 bits: every byte into two int32 lanes, the odd one shifted right by 4; vpermps reads only
+  // the low 4 bits of each index, so the even lane needs no mask
+  const __m512i shifts = _mm512_set1_epi64(0x0000000400000000ll);
+  for (size_t t = 0; t < n; ++t, in += row_bytes, out += 16 * NV) {
+    __m512 r[NV];
+    if (bits == 4) {
+      for (size_t q = 0; q < NV; ++q) {
+        const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(in + 8 * q));
+        r[q] = _mm512_permutexvar_ps(_mm512_srlv_epi32(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(b, b)), shifts), t0);
+      }
+    } else {
+      alignas(64) uint8_t codes[16 * NV];
+      detail::unpack_bmi2(in, 16 * NV, bits, codes);
+      for (size_t q = 0; q < NV; ++q) {
+        const __m512i idx = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(codes + 16 * q)));
+        r[q] = bits <= 4   ? _mm512_permutexvar_ps(idx, t0)
+               : bits == 5 ? _mm512_permutex2var_ps(t0, idx, t1)
+                           : _mm512_i32gather_ps(idx, table, 4);
+      }
     }
-  }
-  fwht_regs_all<NV>(r, fs);
-  const __m512 vsc = _mm512_set1_ps(sc);
-  for (size_t q = 0; q < NV; ++q)
-    _mm512_storeu_ps(out + 16 * q, _mm512_mul_ps(_mm512_mul_ps(r[q], _mm512_loadu_ps(signs + 16 * q)), vsc));
-}
-
-void rht_encode_row(const float* x, float m, const float* signs, size_t p, float fs, const float* bounds, int bits,
-                    uint8_t* out) {
-  switch (p) {
-    case 16: rht_encode_regs<1>(x, m, signs, fs, bounds, bits, out); return;
-    case 32: rht_encode_regs<2>(x, m, signs, fs, bounds, bits, out); return;
-    case 64: rht_encode_regs<4>(x, m, signs, fs, bounds, bits, out); return;
-    case 128: rht_encode_regs<8>(x, m, signs, fs, bounds, bits, out); return;
-    case 256: rht_encode_regs<16>(x, m, signs, fs, bounds, bits, out); return;
-    default: rht_encode_row_composed(self(), x, m, signs, p, fs, bounds, bits, out); return;
+    fwht_regs_all<NV>(r, vfs);
+    const __m512 vsc = _mm512_set1_ps(sc[t]);
+    for (size_t q = 0; q < NV; ++q)
+      _mm512_storeu_ps(out + 16 * q, _mm512_mul_ps(_mm512_mul_ps(r[q], _mm512_loadu_ps(signs + 16 * q)), vsc));
   }
 }
 
-void rht_decode_row(const uint8_t* in, const float* table, int bits, const float* signs, size_t p, float fs, float sc,
-                    float* out) {
+template <size_t NV>
+void rht_encode_nv(const float* x, size_t n, const float* m, const float* signs, float fs, const float* bounds, int bits,
+                   uint8_t* out) {
+  switch (bits) {
+    case 2: rht_encode_rows_regs<NV, 2>(x, n, m, signs, fs, bounds, bits, out); return;
+    case 3: rht_encode_rows_regs<NV, 3>(x, n, m, signs, fs, bounds, bits, out); return;
+    case 4: rht_encode_rows_regs<NV, 4>(x, n, m, signs, fs, bounds, bits, out); return;
+    default: rht_encode_rows_regs<NV, 0>(x, n, m, signs, fs, bounds, bits, out); return;
+  }
+}
+
+template <size_t NV>
+void rht_decode_nv(const uint8_t* in, size_t n, const float* table, int bits, const float* signs, float fs,
+                   const float* sc, float* out) {
+  switch (bits) {
+    case 2: rht_decode_rows_regs<NV, 2>(in, n, table, bits, signs, fs, sc, out); return;
+    case 3: rht_decode_rows_regs<NV, 3>(in, n, table, bits, signs, fs, sc, out); return;
+    case 4: rht_decode_rows_regs<NV, 4>(in, n, table, bits, signs, fs, sc, out); return;
+    default: rht_decode_rows_regs<NV, 0>(in, n, table, bits, signs, fs, sc, out); return;
+  }
+}
+
+void rht_encode_rows(const float* x, size_t n, const float* m, const float* signs, size_t p, float fs,
+                     const float* bounds, int bits, uint8_t* out) {
   switch (p) {
-    case 16: rht_decode_regs<1>(in, table, bits, signs, fs, sc, out); return;
-    case 32: rht_decode_regs<2>(in, table, bits, signs, fs, sc, out); return;
-    case 64: rht_decode_regs<4>(in, table, bits, signs, fs, sc, out); return;
-    case 128: rht_decode_regs<8>(in, table, bits, signs, fs, sc, out); return;
-    case 256: rht_decode_regs<16>(in, table, bits, signs, fs, sc, out); return;
-    default: rht_decode_row_composed(self(), in, table, bits, signs, p, fs, sc, out); return;
+    case 16: rht_encode_nv<1>(x, n, m, signs, fs, bounds, bits, out); return;
+    case 32: rht_encode_nv<2>(x, n, m, signs, fs, bounds, bits, out); return;
+    case 64: rht_encode_nv<4>(x, n, m, signs, fs, bounds, bits, out); return;
+    case 128: rht_encode_nv<8>(x, n, m, signs, fs, bounds, bits, out); return;
+    case 256: rht_encode_nv<16>(x, n, m, signs, fs, bounds, bits, out); return;
+    default: rht_encode_rows_composed(self(), x, n, m, signs, p, fs, bounds, bits, out); return;
+  }
+}
+
+void rht_decode_rows(const uint8_t* in, size_t n, const float* table, int bits, const float* signs, size_t p, float fs,
+                     const float* sc, float* out) {
+  switch (p) {
+    case 16: rht_decode_nv<1>(in, n, table, bits, signs, fs, sc, out); return;
+    case 32: rht_decode_nv<2>(in, n, table, bits, signs, fs, sc, out); return;
+    case 64: rht_decode_nv<4>(in, n, table, bits, signs, fs, sc, out); return;
+    case 128: rht_decode_nv<8>(in, n, table, bits, signs, fs, sc, out); return;
+    case 256: rht_decode_nv<16>(in, n, table, bits, signs, fs, sc, out); return;
+    default: rht_decode_rows_composed(self(), in, n, table, bits, signs, p, fs, sc, out); return;
   }
 }
 
 constexpr Kernels kTable{Level::Avx512, sum_squares, dot,         scale,       mul,         fwht,
                          matmul_rows,   quantize,    lookup,      pack,        unpack,      f32_to_f16,
-                         f16_to_f32,    q8_0_encode, q8_0_decode, q4_0_encode, q4_0_decode, rht_encode_row, rht_decode_row};
+                         f16_to_f32,    q8_0_encode, q8_0_decode, q4_0_encode, q4_0_decode, rht_encode_rows, rht_decode_rows};
 
 const Kernels& self() { return kTable; }
 
