@@ -205,8 +205,9 @@ TEST_CASE("simd: quantize (boundary search) and lookup are bit-identical to scal
 TEST_CASE("simd: fused RHT row kernels equal their composition and the scalar table, bit for bit") {
   // rht_encode_rows / rht_decode_rows against (a) the scalar table and (b) the composition of the
   // same table's own kernels, for every p the AVX-512 path keeps in registers (16..256), the
-  // composed sizes around them (8, 512), bits 1..8, several rows with different multipliers
-  // (including ties: rows whose rotated values land exactly on boundaries are likely with x = 0).
+  // composed sizes around them (8, 512), bits 1..8. Rows: ordinary ones of different scales, a
+  // zero row, a row whose squares underflow (norm 0 by the kernel's rule) and one whose sum of
+  // squares overflows (norm 0 too); the norms must match bit for bit as well.
   std::mt19937 g(11);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   for (Level l : simd_levels()) {
@@ -221,30 +222,47 @@ TEST_CASE("simd: fused RHT row kernels equal their composition and the scalar ta
         CAPTURE(bits);
         const size_t K = size_t{1} << bits;
         std::vector<float> table(K);
-        for (auto& c : table) c = nd(g) * 0.1f;
+        for (auto& c : table) c = nd(g) / std::sqrt(static_cast<float>(p));
         std::sort(table.begin(), table.end());
         std::vector<float> bounds(K - 1);
         for (size_t i = 0; i + 1 < K; ++i) bounds[i] = 0.5f * (table[i] + table[i + 1]);
-        const size_t n = 5;
+        const size_t n = 7;
         auto x = mixed(n * p, g, false);
-        std::fill(x.begin() + static_cast<std::ptrdiff_t>(2 * p), x.begin() + static_cast<std::ptrdiff_t>(3 * p), 0.0f);
-        const std::vector<float> m = {0.05f, 1.0f / 3.0f, 1.0f, 0.0f, 7.5f};
+        const std::vector<float> row_scale = {1.0f, 0.0f, 1e-25f, 1e25f, 3.0f, 1e-3f, 40.0f};
+        for (size_t t = 0; t < n; ++t)
+          for (size_t i = 0; i < p; ++i) x[t * p + i] *= row_scale[t];
         const size_t rb = p * static_cast<size_t>(bits) / 8;
         std::vector<uint8_t> e1(n * rb + 4, 0xCD), e2(n * rb + 4, 0xCD), e3(n * rb + 4, 0xCD);
-        ref().rht_encode_rows(x.data(), n, m.data(), signs.data(), p, fs, bounds.data(), bits, e1.data());
-        k.rht_encode_rows(x.data(), n, m.data(), signs.data(), p, fs, bounds.data(), bits, e2.data());
-        tq::simd::rht_encode_rows_composed(k, x.data(), n, m.data(), signs.data(), p, fs, bounds.data(), bits,
-                                           e3.data());
+        std::vector<float> r1(n, -1.0f), r2(n, -2.0f), r3(n, -3.0f);
+        ref().rht_encode_rows(x.data(), n, signs.data(), p, fs, bounds.data(), bits, e1.data(), r1.data());
+        k.rht_encode_rows(x.data(), n, signs.data(), p, fs, bounds.data(), bits, e2.data(), r2.data());
+        tq::simd::rht_encode_rows_composed(k, x.data(), n, signs.data(), p, fs, bounds.data(), bits, e3.data(),
+                                           r3.data());
         CHECK(e1 == e2);  // guard bytes past the end included
         CHECK(e2 == e3);
-        const std::vector<float> sc = {1.0f, 0.25f, 3.0f, -2.0f, 1e-3f};
-        std::vector<float> d1(n * p), d2(n * p), d3(n * p);
-        ref().rht_decode_rows(e1.data(), n, table.data(), bits, signs.data(), p, fs, sc.data(), d1.data());
-        k.rht_decode_rows(e1.data(), n, table.data(), bits, signs.data(), p, fs, sc.data(), d2.data());
+        CHECK(same_bits(r1, r2));
+        CHECK(same_bits(r2, r3));
+        CHECK(r1[1] == 0.0f);  // zero, underflowing and overflowing rows are left to the caller
+        CHECK(r1[2] == 0.0f);
+        CHECK(r1[3] == 0.0f);
+        CHECK(r1[0] > 0.0f);
+        const std::vector<float> sc = {1.0f, 0.25f, 3.0f, -2.0f, 1e-3f, 0.0f, 7.0f};
+        std::vector<float> d1(n * p);
+        ref().rht_decode_rows(e1.data(), n, table.data(), bits, signs.data(), p, fs, sc.data(), d1.data(), false);
+        for (bool stream : {false, true}) {
+          CAPTURE(stream);
+          // 64-byte aligned output (non-temporal stores need whole lines) and a misaligned one
+          std::vector<float> buf(n * p + 32);
+          float* aligned = buf.data() + (64 - reinterpret_cast<uintptr_t>(buf.data()) % 64) % 64 / sizeof(float);
+          for (float* out : {aligned, aligned + 1}) {
+            k.rht_decode_rows(e1.data(), n, table.data(), bits, signs.data(), p, fs, sc.data(), out, stream);
+            CHECK(same_bits(d1.data(), out, n * p));
+          }
+        }
+        std::vector<float> d3(n * p);
         tq::simd::rht_decode_rows_composed(k, e1.data(), n, table.data(), bits, signs.data(), p, fs, sc.data(),
                                            d3.data());
-        CHECK(same_bits(d1, d2));
-        CHECK(same_bits(d2, d3));
+        CHECK(same_bits(d1, d3));
       }
     }
   }

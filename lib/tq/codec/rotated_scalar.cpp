@@ -136,6 +136,9 @@ namespace {
 /// Rows per work item: a multiple of 8, so every block's packed codes start on a byte boundary
 /// and blocks write disjoint bytes; small enough that a block's scratch stays in L1/L2.
 constexpr size_t kBlockRows = 32;
+/// Decoded outputs at least this large are written with non-temporal stores where the kernels
+/// can (a batch far larger than the caches: keeping it there would only evict the inputs).
+constexpr size_t kStreamOutputBytes = size_t{32} << 20;
 /// Below this many elements a call runs on one thread (the OpenMP start-up would dominate).
 constexpr size_t kParallelMinElements = size_t{1} << 15;
 
@@ -153,40 +156,45 @@ Scratch& scratch(size_t rows, size_t d) {
   return s;
 }
 
-/// The squared norm range in which the float sum of squares is accurate: no square overflows,
-/// and squares that underflow to subnormals are negligible next to the sum.
-constexpr float kMinSumSquares = 0x1.0p-60f;
 
 }  // namespace
 
-float RotatedScalarCodec::normalise_row(const simd::Kernels& k, const float* x, float* y, size_t t) const {
-  const size_t d = dim();
-  const float ss = k.sum_squares(x, d);
-  if (ss >= kMinSumSquares && ss <= std::numeric_limits<float>::max()) {  // NaN fails both
-    const float r = std::sqrt(ss);
-    k.scale(x, 1.0f / r, y, d);
-    return r;
-  }
-  // Rare: a non-finite value, a huge or a tiny row. Scale by a power of two (exact) first.
+int RotatedScalarCodec::exact_rescale_exponent(const float* x, size_t t) const {
   float m = 0.0f;
-  for (size_t i = 0; i < d; ++i) {
+  for (size_t i = 0; i < dim(); ++i) {
     const float a = std::fabs(x[i]);
     if (!(a <= std::numeric_limits<float>::max()))
       throw Error(fmt::format("codec '{}': row {} has a non-finite value or norm", spec(), t));
     m = a > m ? a : m;
   }
-  if (m == 0.0f) {
-    for (size_t i = 0; i < d; ++i) y[i] = 0.0f;
-    return 0.0f;
-  }
-  const int e = std::ilogb(m);
-  for (size_t i = 0; i < d; ++i) y[i] = std::ldexp(x[i], -e);
-  const float r1 = std::sqrt(k.sum_squares(y, d));  // in [1, 2 sqrt(d))
-  k.scale(y, 1.0f / r1, y, d);
+  return m == 0.0f ? kZeroRow : std::ilogb(m);
+}
+
+float RotatedScalarCodec::rescaled_norm(float r1, int e, size_t t) const {
   const double r = std::ldexp(static_cast<double>(r1), e);
   if (r > static_cast<double>(std::numeric_limits<float>::max()))
     throw Error(fmt::format("codec '{}': row {} has a norm beyond the float range", spec(), t));
   return static_cast<float>(r);
+}
+
+float RotatedScalarCodec::normalise_row(const simd::Kernels& k, const float* x, float* y, size_t t) const {
+  const size_t d = dim();
+  const float ss = k.sum_squares(x, d);
+  if (ss >= simd::kRhtMinSumSquares && ss <= std::numeric_limits<float>::max()) {  // NaN fails both
+    const float r = std::sqrt(ss);
+    k.scale(x, 1.0f / r, y, d);
+    return r;
+  }
+  // Rare: a non-finite value, a huge or a tiny row. Scale by a power of two (exact) first.
+  const int e = exact_rescale_exponent(x, t);
+  if (e == kZeroRow) {
+    for (size_t i = 0; i < d; ++i) y[i] = 0.0f;
+    return 0.0f;
+  }
+  for (size_t i = 0; i < d; ++i) y[i] = std::ldexp(x[i], -e);
+  const float r1 = std::sqrt(k.sum_squares(y, d));  // in [1, 2 sqrt(d))
+  k.scale(y, 1.0f / r1, y, d);
+  return rescaled_norm(r1, e, t);
 }
 
 const float* RotatedScalarCodec::fused_signs() const {
@@ -245,31 +253,20 @@ Encoded RotatedScalarCodec::encode(const float* x, size_t n, const int32_t* posi
     uint8_t* codes = s.codes.data();
     if (signs != nullptr) {
       // fused per row: norm -> (x / |x|) D -> FWHT -> boundary search -> pack, in registers
-      // The norms of the whole block first: each is a short dependency chain, and computing them
-      // back to back lets the CPU overlap them instead of stalling every row on its own norm.
-      // Then one kernel call encodes the block; rows outside the plain norm range (rare) are
-      // re-encoded one by one after exact power-of-two rescaling.
+      // One kernel call encodes the block, each row by its own norm. Rows it leaves with norm 0
+      // (zero, tiny, huge or non-finite; rare) are checked and, unless zero, re-encoded after an
+      // exact power-of-two rescaling.
       const float fs = rotation_->hadamard_scale();
-      std::array<float, kBlockRows> mult{};
-      bool rare = false;
+      k.rht_encode_rows(x + t0 * d, rows, signs, d, fs, bounds, bits, payload + t0 * row_bytes, scale.data() + t0);
       for (size_t t = t0; t < t0 + rows; ++t) {
-        const float ss = k.sum_squares(x + t * d, d);
-        if (ss >= kMinSumSquares && ss <= std::numeric_limits<float>::max()) {  // NaN fails both
-          const float r = std::sqrt(ss);
-          scale[t] = r;
-          mult[t - t0] = 1.0f / r;
-        } else {
-          rare = true;
-        }
-      }
-      k.rht_encode_rows(x + t0 * d, rows, mult.data(), signs, d, fs, bounds, bits, payload + t0 * row_bytes);
-      if (rare) {
-        const float one = 1.0f;
-        for (size_t t = t0; t < t0 + rows; ++t) {
-          if (mult[t - t0] != 0.0f) continue;
-          scale[t] = normalise_row(k, x + t * d, y, t);
-          k.rht_encode_rows(y, 1, &one, signs, d, fs, bounds, bits, payload + t * row_bytes);
-        }
+        if (scale[t] != 0.0f) continue;
+        const float* xr = x + t * d;
+        const int ex = exact_rescale_exponent(xr, t);
+        if (ex == kZeroRow) continue;  // the codes of the zero vector are already in place
+        for (size_t i = 0; i < d; ++i) y[i] = std::ldexp(xr[i], -ex);
+        float r1 = 0.0f;  // in [1, 2 sqrt(d)): inside the kernel's norm range
+        k.rht_encode_rows(y, 1, signs, d, fs, bounds, bits, payload + t * row_bytes, &r1);
+        scale[t] = rescaled_norm(r1, ex, t);
       }
       write_scales(base, scale.data(), t0, rows);
       return;
@@ -356,13 +353,15 @@ void RotatedScalarCodec::decode(const Encoded& e, float* out) const {
   const float* cent = codebook_in_stream_ ? stream_centroids.data() : codebook_->centroids.data();
   const size_t n_blocks = (n + kBlockRows - 1) / kBlockRows;
   const float* signs = fused_signs();
+  const bool stream = n * d * sizeof(float) >= kStreamOutputBytes;
   parallel_for(n_blocks, n * d >= kParallelMinElements, [&](size_t blk) {
     const size_t t0 = blk * kBlockRows;
     const size_t rows = std::min(kBlockRows, n - t0);
     if (signs != nullptr) {  // fused per row: unpack -> lookup -> FWHT -> D -> * scale
       const float fs = rotation_->hadamard_scale();
       const size_t row_bytes = d * static_cast<size_t>(bits) / 8;
-      k.rht_decode_rows(payload + t0 * row_bytes, rows, cent, bits, signs, d, fs, scale.data() + t0, out + t0 * d);
+      k.rht_decode_rows(payload + t0 * row_bytes, rows, cent, bits, signs, d, fs, scale.data() + t0, out + t0 * d,
+                        stream);
       for (size_t t = t0; t < t0 + rows; ++t)  // a zero norm decodes to +0 exactly, not +-0
         if (scale[t] == 0.0f) std::fill(out + t * d, out + (t + 1) * d, 0.0f);
       return;

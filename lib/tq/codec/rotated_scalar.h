@@ -22,6 +22,7 @@
 // "tensor" (a data codebook solved for this one layer/head/tensor) the encoding starts with its
 // 2^b centroids as fp32 (4 * 2^b side bytes) and the decoder reads them from there; analytic and
 // shared codebooks cost no bytes (they are fixed per model, like the rotation seed).
+#include <limits>
 #include <memory>
 #include <string>
 
@@ -72,6 +73,13 @@ class RotatedScalarCodec final : public Codec {
  private:
   /// y = x / |x| for one row of x (row index t for errors); returns |x|. Float, fixed order.
   float normalise_row(const simd::Kernels& k, const float* x, float* y, size_t t) const;
+  /// For a row outside the plain norm range: the exponent e of its largest |x_i| (x 2^-e is an
+  /// exact rescaling into [1, 2) at the top), or kZeroRow for an all-zero row. Throws tq::Error
+  /// naming row t on a non-finite value.
+  int exact_rescale_exponent(const float* x, size_t t) const;
+  static constexpr int kZeroRow = std::numeric_limits<int>::min();
+  /// r1 2^e as a float, or tq::Error naming row t when it exceeds the float range.
+  float rescaled_norm(float r1, int e, size_t t) const;
   /// The one-round Hadamard signs when the fused row kernels apply (hr, d a power of two >= 8,
   /// not eden), else nullptr.
   const float* fused_signs() const;

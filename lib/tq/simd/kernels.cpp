@@ -48,8 +48,8 @@ ScopedLevel::ScopedLevel(Level level) : previous_(g_override.load()) { g_overrid
 
 ScopedLevel::~ScopedLevel() { g_override.store(previous_); }
 
-void rht_encode_rows_composed(const Kernels& k, const float* x, size_t n, const float* m, const float* signs, size_t p,
-                              float fs, const float* bounds, int bits, uint8_t* out) {
+void rht_encode_rows_composed(const Kernels& k, const float* x, size_t n, const float* signs, size_t p, float fs,
+                              const float* bounds, int bits, uint8_t* out, float* norms) {
   constexpr size_t kMax = 4096;
   float y_stack[kMax];
   uint8_t c_stack[kMax];
@@ -65,7 +65,8 @@ void rht_encode_rows_composed(const Kernels& k, const float* x, size_t n, const 
   }
   const size_t row_bytes = p * static_cast<size_t>(bits) / 8;
   for (size_t t = 0; t < n; ++t) {
-    k.scale(x + t * p, m[t], y, p);
+    const float m = rht_row_multiplier(k.sum_squares(x + t * p, p), norms + t);
+    k.scale(x + t * p, m, y, p);
     k.mul(y, signs, y, p);
     k.fwht(y, p, fs);
     k.quantize(y, p, bounds, bits, c);

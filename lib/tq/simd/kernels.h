@@ -65,26 +65,48 @@ struct Kernels {
   void (*q8_0_decode)(const uint8_t* in, size_t n_blocks, float* out);
   void (*q4_0_encode)(const float* x, size_t n_blocks, uint8_t* out);
   void (*q4_0_decode)(const uint8_t* in, size_t n_blocks, float* out);
-  /// Fused one-round randomized Hadamard encode of n rows x[t] (row-major, p floats each), p a
-  /// power of two >= 8 (so a row's p * bits bits are whole bytes). Row t is defined as the
-  /// composition
-  ///   y = scale(x[t], m[t]); y = mul(y, signs); fwht(y, p, fs); quantize(y, bounds, bits) -> pack
-  /// into out + t * p * bits / 8; signs must be exactly +-1. AVX-512 keeps a row in registers and
-  /// sets up its constants once per call.
-  void (*rht_encode_rows)(const float* x, size_t n, const float* m, const float* signs, size_t p, float fs,
-                          const float* bounds, int bits, uint8_t* out);
+  /// Fused one-round randomized Hadamard encode of n rows x[t] (row-major, p floats each) by their
+  /// own norms, p a power of two >= 8 (so a row's p * bits bits are whole bytes). Row t is defined
+  /// as the composition
+  ///   ss = sum_squares(x[t], p);
+  ///   if kRhtMinSumSquares <= ss <= FLT_MAX: norms[t] = sqrt(ss), m = 1 / norms[t]
+  ///   else (tiny, huge, non-finite):        norms[t] = 0,        m = 0
+  ///   y = scale(x[t], m); y = mul(y, signs); fwht(y, p, fs); quantize(y, bounds, bits) -> pack
+  /// into out + t * p * bits / 8; signs must be exactly +-1. Rows with norms[t] == 0 are left to
+  /// the caller (a zero row's codes are already right). AVX-512 keeps a row in registers, sets its
+  /// constants up once per call and computes the next row's norm while transforming this one.
+  void (*rht_encode_rows)(const float* x, size_t n, const float* signs, size_t p, float fs, const float* bounds,
+                          int bits, uint8_t* out, float* norms);
   /// The inverse direction, row t: unpack(in + t * p * bits / 8) -> lookup(table) -> fwht(., p, fs)
-  /// -> mul(signs) -> scale(sc[t]) into out + t * p.
+  /// -> mul(signs) -> scale(sc[t]) into out + t * p. `stream`: the caller will not read `out` soon
+  /// (a large batch), so AVX-512 may write it with non-temporal stores; values are the same.
   void (*rht_decode_rows)(const uint8_t* in, size_t n, const float* table, int bits, const float* signs, size_t p,
-                          float fs, const float* sc, float* out);
+                          float fs, const float* sc, float* out, bool stream);
 };
 
 /// rht_encode_rows / rht_decode_rows as the plain composition of a table's kernels, row by row
 /// (used by the scalar and AVX2 tables, and by AVX-512 outside the sizes it keeps in registers).
-void rht_encode_rows_composed(const Kernels& k, const float* x, size_t n, const float* m, const float* signs, size_t p,
-                              float fs, const float* bounds, int bits, uint8_t* out);
+void rht_encode_rows_composed(const Kernels& k, const float* x, size_t n, const float* signs, size_t p, float fs,
+                              const float* bounds, int bits, uint8_t* out, float* norms);
 void rht_decode_rows_composed(const Kernels& k, const uint8_t* in, size_t n, const float* table, int bits,
                               const float* signs, size_t p, float fs, const float* sc, float* out);
+
+/// Squared norms below this are not normalised by rht_encode_rows (squares of the entries may
+/// have underflowed, so the float sum is not accurate); callers rescale such rows exactly first.
+inline constexpr float kRhtMinSumSquares = 0x1.0p-60f;
+
+/// rht_encode_rows' norm rule for one row: norm = sqrt(ss) and the multiplier 1 / norm when ss is
+/// in [kRhtMinSumSquares, FLT_MAX], else norm = multiplier = 0 (NaN fails both comparisons).
+/// Inline so every ISA file computes the same two IEEE operations.
+inline float rht_row_multiplier(float ss, float* norm) {
+  if (ss >= kRhtMinSumSquares && ss <= 0x1.fffffep127f) {
+    const float r = __builtin_sqrtf(ss);
+    *norm = r;
+    return 1.0f / r;
+  }
+  *norm = 0.0f;
+  return 0.0f;
+}
 
 /// Block size and bytes per block of the q8_0 / q4_0 kernels.
 inline constexpr size_t kQBlock = 32;

@@ -215,13 +215,13 @@ void q4_0_decode(const uint8_t* in, size_t n_blocks, float* out) {
 
 const Kernels& self();
 
-void rht_encode_rows(const float* x, size_t n, const float* m, const float* signs, size_t p, float fs,
-                     const float* bounds, int bits, uint8_t* out) {
-  rht_encode_rows_composed(self(), x, n, m, signs, p, fs, bounds, bits, out);
+void rht_encode_rows(const float* x, size_t n, const float* signs, size_t p, float fs, const float* bounds, int bits,
+                     uint8_t* out, float* norms) {
+  rht_encode_rows_composed(self(), x, n, signs, p, fs, bounds, bits, out, norms);
 }
 
 void rht_decode_rows(const uint8_t* in, size_t n, const float* table, int bits, const float* signs, size_t p, float fs,
-                     const float* sc, float* out) {
+                     const float* sc, float* out, bool /*stream*/) {
   rht_decode_rows_composed(self(), in, n, table, bits, signs, p, fs, sc, out);
 }
 
