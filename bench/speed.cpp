@@ -172,6 +172,7 @@ std::vector<int> parse_list(const char* s) {
 
 Options parse(int argc, char** argv) {
   Options o;
+  bool dram_n_given = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> const char* {
@@ -184,7 +185,10 @@ Options parse(int argc, char** argv) {
     if (a == "--quick") o.quick = true;
     else if (a == "--no-dram") o.dram = false;
     else if (a == "--simd-compare") o.simd_compare = true;
-    else if (a == "--dram-n") o.dram_n = static_cast<size_t>(std::atoll(next()));
+    else if (a == "--dram-n") {
+      o.dram_n = static_cast<size_t>(std::atoll(next()));
+      dram_n_given = true;
+    }
     else if (a == "--dram-reps") o.dram_reps = std::atoi(next());
     else if (a == "--min-time") o.min_time = std::atof(next());
     else if (a == "--threads") o.threads = parse_list(next());
@@ -194,7 +198,7 @@ Options parse(int argc, char** argv) {
       std::exit(2);
     }
   }
-  if (o.quick) o.dram_n = std::min<size_t>(o.dram_n, size_t{1} << 18);
+  if (o.quick && !dram_n_given) o.dram_n = std::min<size_t>(o.dram_n, size_t{1} << 18);
   return o;
 }
 

@@ -9,6 +9,7 @@
 
 #include "tq/core/error.h"
 #include "tq/metrics/inner_product.h"
+#include "tq/simd/kernels.h"
 
 namespace tq::metrics {
 
@@ -188,6 +189,7 @@ AttnStats attention_head(const float* q, const float* k, const float* v, const f
     throw Error("metrics: attention needs both v and its reconstruction, or neither");
   }
   const bool values = v != nullptr;
+  const simd::Kernels& kern = simd::kernels();
   AttnStats st;
   st.pos_n.assign(T, 0.0);
   st.pos_kl.assign(T, 0.0);
@@ -228,17 +230,13 @@ AttnStats attention_head(const float* q, const float* k, const float* v, const f
     const size_t n = t - s0 + 1;
     for (size_t i = 0; i < d; ++i) qd[i] = static_cast<double>(q[t * d + i]);
 
-    // Logits of the window, original and reconstructed.
+    // Logits of the window, original and reconstructed (double dot products in the kernels'
+    // canonical order).
+    kern.dot_rows_f64(qd.data(), k + s0 * d, n, d, l.data());
+    kern.dot_rows_f64(qd.data(), khat + s0 * d, n, d, lh.data());
     for (size_t j = 0; j < n; ++j) {
-      const float* kr = k + (s0 + j) * d;
-      const float* hr = khat + (s0 + j) * d;
-      double a = 0, ah = 0;
-      for (size_t i = 0; i < d; ++i) {
-        a += qd[i] * static_cast<double>(kr[i]);
-        ah += qd[i] * static_cast<double>(hr[i]);
-      }
-      a *= opt.scale;
-      ah *= opt.scale;
+      double a = l[j] * opt.scale;
+      double ah = lh[j] * opt.scale;
       if (cap) {
         a = c * std::tanh(a / c);
         ah = c * std::tanh(ah / c);
@@ -288,19 +286,16 @@ AttnStats attention_head(const float* q, const float* k, const float* v, const f
       std::fill(oh.begin(), oh.end(), 0.0);
       double wv_err = 0, wv_norm = 0;
       const double inv_z = 1.0 / sm.z, inv_zh = 1.0 / smh.z;
-      for (size_t j = 0; j < n; ++j) {
+      for (size_t j = 0; j < n; ++j) {  // attention weights; w and wh are free after this
         const size_t s = s0 + j;
         const double p = w[j] * inv_z;
-        const double ph = wh[j] * inv_zh;
-        const float* vr = v + s * d;
-        const float* hr = vhat + s * d;
-        for (size_t i = 0; i < d; ++i) {
-          o[i] += p * static_cast<double>(vr[i]);
-          oh[i] += ph * static_cast<double>(hr[i]);
-        }
+        wh[j] *= inv_zh;
+        w[j] = p;
         wv_err += p * err_v[s];
         wv_norm += p * norm_v[s];
       }
+      kern.axpy_rows_f64(o.data(), w.data(), v + s0 * d, n, d);
+      kern.axpy_rows_f64(oh.data(), wh.data(), vhat + s0 * d, n, d);
       double e2 = 0, o2 = 0;
       for (size_t i = 0; i < d; ++i) {
         const double e = o[i] - oh[i];

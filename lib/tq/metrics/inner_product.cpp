@@ -6,6 +6,7 @@
 
 #include "tq/core/error.h"
 #include "tq/core/rng.h"
+#include "tq/simd/kernels.h"
 
 namespace tq::metrics {
 
@@ -37,18 +38,16 @@ IpStats ip_stats_head(const float* q, const float* k, const float* khat, size_t 
                       size_t query_stride) {
   if (query_stride == 0) throw Error("metrics: query_stride must be >= 1");
   IpStats st;
-  std::vector<double> qd(d);
+  const simd::Kernels& kern = simd::kernels();
+  std::vector<double> qd(d), l(T), lh(T);
   for (size_t t = 0; t < T; t += query_stride) {
     const float* qr = q + t * d;
     for (size_t i = 0; i < d; ++i) qd[i] = static_cast<double>(qr[i]);
+    // <q_t, k_s> and <q_t, k^_s> for s <= t (double, the kernels' canonical order)
+    kern.dot_rows_f64(qd.data(), k, t + 1, d, l.data());
+    kern.dot_rows_f64(qd.data(), khat, t + 1, d, lh.data());
     for (size_t s = 0; s <= t; ++s) {
-      const float* kr = k + s * d;
-      const float* hr = khat + s * d;
-      double a = 0, ah = 0;
-      for (size_t i = 0; i < d; ++i) {
-        a += qd[i] * static_cast<double>(kr[i]);
-        ah += qd[i] * static_cast<double>(hr[i]);
-      }
+      const double a = l[s], ah = lh[s];
       const double e = ah - a;
       st.sum_cross += ah * a;
       st.sum_sq += a * a;

@@ -8,7 +8,7 @@
 // (NaN payloads included), so codes and decoded values never depend on the machine or on
 // TQ_SIMD. This holds because every floating-point result is defined by a fixed sequence of
 // IEEE operations that each path performs in the same order:
-//   * reductions (sum_squares, dot) use a canonical order that does not depend on the vector
+//   * reductions (sum_squares, dot; dot_rows_f64 likewise with 8 double lanes) use a canonical order that does not depend on the vector
 //     width: 16 partial sums, lane j accumulating the terms i = j mod 16 in ascending i (a missing
 //     tail term counts as +0, which leaves a sum of squares unchanged), then folded 16 -> 8 -> 4 ->
 //     2 -> 1 by adding the upper half onto the lower half. AVX-512 keeps the 16 lanes in one
@@ -82,6 +82,15 @@ struct Kernels {
   /// (a large batch), so AVX-512 may write it with non-temporal stores; values are the same.
   void (*rht_decode_rows)(const uint8_t* in, size_t n, const float* table, int bits, const float* signs, size_t p,
                           float fs, const float* sc, float* out, bool stream);
+
+  // ---- double-precision metric loops (attention and inner-product metrics) ----
+  /// out[j] = sum_i q[i] * double(rows[j d + i]) for n rows of d floats, in the canonical 8-lane
+  /// double order: lane l accumulates the terms i = l mod 8 in ascending i (product, then sum:
+  /// two roundings), then folded 8 -> 4 -> 2 -> 1 (upper half onto lower half).
+  void (*dot_rows_f64)(const double* q, const float* rows, size_t n, size_t d, double* out);
+  /// o[i] = o[i] + p[j] * double(rows[j d + i]) for rows j = 0, 1, ..., n - 1 in that order (each
+  /// a product, then a sum), for every i < d: the attention output sum_j p_j v_j.
+  void (*axpy_rows_f64)(double* o, const double* p, const float* rows, size_t n, size_t d);
 };
 
 /// rht_encode_rows / rht_decode_rows as the plain composition of a table's kernels, row by row

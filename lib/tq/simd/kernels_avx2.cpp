@@ -396,6 +396,52 @@ void q4_0_decode(const uint8_t* in, size_t n_blocks, float* out) {
   }
 }
 
+/// Canonical 8-lane double fold of lanes 0-3 (lo) and 4-7 (hi): 8 -> 4 -> 2 -> 1.
+double fold8d(__m256d lo, __m256d hi) {
+  const __m256d s4 = _mm256_add_pd(lo, hi);
+  const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+}
+
+/// One row's canonical double dot product; lanes past d get no term (masked add).
+double dot_row_f64(const double* q, const float* r, size_t d) {
+  __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+  size_t i = 0;
+  for (; i + 8 <= d; i += 8) {
+    lo = _mm256_add_pd(lo, _mm256_mul_pd(_mm256_loadu_pd(q + i), _mm256_cvtps_pd(_mm_loadu_ps(r + i))));
+    hi = _mm256_add_pd(hi, _mm256_mul_pd(_mm256_loadu_pd(q + i + 4), _mm256_cvtps_pd(_mm_loadu_ps(r + i + 4))));
+  }
+  if (i < d) {  // the tail in scalar, into the same lanes and order
+    alignas(32) double a[8];
+    _mm256_store_pd(a, lo);
+    _mm256_store_pd(a + 4, hi);
+    for (size_t l = 0; i + l < d; ++l) a[l] += q[i + l] * static_cast<double>(r[i + l]);
+    lo = _mm256_load_pd(a);
+    hi = _mm256_load_pd(a + 4);
+  }
+  return fold8d(lo, hi);
+}
+
+void dot_rows_f64(const double* q, const float* rows, size_t n, size_t d, double* out) {
+  for (size_t j = 0; j < n; ++j) out[j] = dot_row_f64(q, rows + j * d, d);
+}
+
+void axpy_rows_f64(double* o, const double* p, const float* rows, size_t n, size_t d) {
+  size_t i = 0;
+  for (; i + 16 <= d; i += 16) {  // 16 outputs in four registers across all rows
+    __m256d a[4];
+    for (size_t c = 0; c < 4; ++c) a[c] = _mm256_loadu_pd(o + i + 4 * c);
+    for (size_t j = 0; j < n; ++j) {
+      const __m256d vp = _mm256_set1_pd(p[j]);
+      const float* r = rows + j * d + i;
+      for (size_t c = 0; c < 4; ++c) a[c] = _mm256_add_pd(a[c], _mm256_mul_pd(vp, _mm256_cvtps_pd(_mm_loadu_ps(r + 4 * c))));
+    }
+    for (size_t c = 0; c < 4; ++c) _mm256_storeu_pd(o + i + 4 * c, a[c]);
+  }
+  for (; i < d; ++i)
+    for (size_t j = 0; j < n; ++j) o[i] += p[j] * static_cast<double>(rows[j * d + i]);
+}
+
 const Kernels& self();
 
 void rht_encode_rows(const float* x, size_t n, const float* signs, size_t p, float fs, const float* bounds, int bits,
@@ -410,7 +456,7 @@ void rht_decode_rows(const uint8_t* in, size_t n, const float* table, int bits, 
 
 constexpr Kernels kTable{Level::Avx2, sum_squares, dot,         scale,       mul,         fwht,
                          matmul_rows, quantize,    lookup,      pack,        unpack,      f32_to_f16,
-                         f16_to_f32,  q8_0_encode, q8_0_decode, q4_0_encode, q4_0_decode, rht_encode_rows, rht_decode_rows};
+                         f16_to_f32,  q8_0_encode, q8_0_decode, q4_0_encode, q4_0_decode, rht_encode_rows, rht_decode_rows, dot_rows_f64, axpy_rows_f64};
 
 const Kernels& self() { return kTable; }
 

@@ -614,9 +614,70 @@ void rht_decode_rows(const uint8_t* in, size_t n, const float* table, int bits, 
   }
 }
 
+// ---- double-precision metric loops ----------------------------------------------------------
+
+/// Canonical 8-lane double fold: 8 -> 4 -> 2 -> 1, upper half onto lower half.
+[[gnu::always_inline]] inline double fold8d(__m512d acc) {
+  const __m256d s4 = _mm256_add_pd(_mm512_castpd512_pd256(acc), _mm512_extractf64x4_pd(acc, 1));
+  const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+}
+
+/// R rows at once (independent accumulators hide the add latency); lanes past d get no term.
+template <size_t R>
+[[gnu::always_inline]] inline void dot_rows_block(const double* q, const float* rows, size_t d, double* out) {
+  __m512d acc[R];
+  for (size_t r = 0; r < R; ++r) acc[r] = _mm512_setzero_pd();
+  size_t i = 0;
+  for (; i + 8 <= d; i += 8) {
+    const __m512d qv = _mm512_loadu_pd(q + i);
+    for (size_t r = 0; r < R; ++r)
+      acc[r] = _mm512_add_pd(acc[r], _mm512_mul_pd(qv, _mm512_cvtps_pd(_mm256_loadu_ps(rows + r * d + i))));
+  }
+  if (i < d) {
+    const __mmask8 m = static_cast<__mmask8>((1u << (d - i)) - 1u);
+    const __m512d qv = _mm512_maskz_loadu_pd(m, q + i);
+    for (size_t r = 0; r < R; ++r) {
+      const __m512d p = _mm512_mul_pd(qv, _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, rows + r * d + i)));
+      acc[r] = _mm512_mask_add_pd(acc[r], m, acc[r], p);
+    }
+  }
+  for (size_t r = 0; r < R; ++r) out[r] = fold8d(acc[r]);
+}
+
+void dot_rows_f64(const double* q, const float* rows, size_t n, size_t d, double* out) {
+  size_t j = 0;
+  for (; j + 4 <= n; j += 4) dot_rows_block<4>(q, rows + j * d, d, out + j);
+  for (; j < n; ++j) dot_rows_block<1>(q, rows + j * d, d, out + j);
+}
+
+/// C registers of 8 outputs held across all n rows (the sums per output stay in row order).
+template <size_t C>
+[[gnu::always_inline]] inline void axpy_rows_tile(double* o, const double* p, const float* rows, size_t n, size_t d,
+                                                  size_t i, __mmask8 last) {
+  __m512d a[C];
+  for (size_t c = 0; c < C; ++c) a[c] = _mm512_maskz_loadu_pd(c + 1 == C ? last : 0xFF, o + i + 8 * c);
+  for (size_t j = 0; j < n; ++j) {
+    const __m512d vp = _mm512_set1_pd(p[j]);
+    const float* r = rows + j * d + i;
+    for (size_t c = 0; c < C; ++c) {
+      const __m256 v = _mm256_maskz_loadu_ps(c + 1 == C ? last : 0xFF, r + 8 * c);
+      a[c] = _mm512_add_pd(a[c], _mm512_mul_pd(vp, _mm512_cvtps_pd(v)));
+    }
+  }
+  for (size_t c = 0; c < C; ++c) _mm512_mask_storeu_pd(o + i + 8 * c, c + 1 == C ? last : 0xFF, a[c]);
+}
+
+void axpy_rows_f64(double* o, const double* p, const float* rows, size_t n, size_t d) {
+  size_t i = 0;
+  for (; i + 32 <= d; i += 32) axpy_rows_tile<4>(o, p, rows, n, d, i, 0xFF);
+  for (; i + 8 <= d; i += 8) axpy_rows_tile<1>(o, p, rows, n, d, i, 0xFF);
+  if (i < d) axpy_rows_tile<1>(o, p, rows, n, d, i, static_cast<__mmask8>((1u << (d - i)) - 1u));
+}
+
 constexpr Kernels kTable{Level::Avx512, sum_squares, dot,         scale,       mul,         fwht,
                          matmul_rows,   quantize,    lookup,      pack,        unpack,      f32_to_f16,
-                         f16_to_f32,    q8_0_encode, q8_0_decode, q4_0_encode, q4_0_decode, rht_encode_rows, rht_decode_rows};
+                         f16_to_f32,    q8_0_encode, q8_0_decode, q4_0_encode, q4_0_decode, rht_encode_rows, rht_decode_rows, dot_rows_f64, axpy_rows_f64};
 
 const Kernels& self() { return kTable; }
 

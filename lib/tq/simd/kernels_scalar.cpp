@@ -213,6 +213,24 @@ void q4_0_decode(const uint8_t* in, size_t n_blocks, float* out) {
   }
 }
 
+constexpr size_t kLanesF64 = 8;  // the canonical double reduction width
+
+void dot_rows_f64(const double* q, const float* rows, size_t n, size_t d, double* out) {
+  for (size_t j = 0; j < n; ++j) {
+    const float* r = rows + j * d;
+    double acc[kLanesF64] = {};
+    for (size_t i = 0; i < d; ++i) acc[i % kLanesF64] += q[i] * static_cast<double>(r[i]);
+    for (size_t w = kLanesF64 / 2; w > 0; w /= 2)
+      for (size_t l = 0; l < w; ++l) acc[l] += acc[l + w];
+    out[j] = acc[0];
+  }
+}
+
+void axpy_rows_f64(double* o, const double* p, const float* rows, size_t n, size_t d) {
+  for (size_t j = 0; j < n; ++j)
+    for (size_t i = 0; i < d; ++i) o[i] += p[j] * static_cast<double>(rows[j * d + i]);
+}
+
 const Kernels& self();
 
 void rht_encode_rows(const float* x, size_t n, const float* signs, size_t p, float fs, const float* bounds, int bits,
@@ -227,7 +245,7 @@ void rht_decode_rows(const uint8_t* in, size_t n, const float* table, int bits, 
 
 constexpr Kernels kTable{Level::Scalar, sum_squares, dot,         scale,       mul,         fwht,
                          matmul_rows,   quantize,    lookup,      pack,        unpack,      f32_to_f16,
-                         f16_to_f32,    q8_0_encode, q8_0_decode, q4_0_encode, q4_0_decode, rht_encode_rows, rht_decode_rows};
+                         f16_to_f32,    q8_0_encode, q8_0_decode, q4_0_encode, q4_0_decode, rht_encode_rows, rht_decode_rows, dot_rows_f64, axpy_rows_f64};
 
 const Kernels& self() { return kTable; }
 
