@@ -268,6 +268,55 @@ TEST_CASE("simd: fused RHT row kernels equal their composition and the scalar ta
   }
 }
 
+TEST_CASE("simd: uniform grid (KIVI) quantize / dequantize are bit-identical to scalar and to the rule") {
+  std::mt19937 g(13);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (Level l : simd_levels()) {
+    const Kernels& k = tq::simd::kernels_for(l);
+    CAPTURE(tq::simd::level_name(l));
+    for (int levels : {1, 3, 7, 15, 255}) {
+      for (size_t n : kLengths) {
+        CAPTURE(levels);
+        CAPTURE(n);
+        std::vector<float> x(n), zero(n), scale(n);
+        for (size_t i = 0; i < n; ++i) {
+          zero[i] = nd(g);
+          scale[i] = std::fabs(nd(g)) * 0.3f;
+          x[i] = zero[i] + scale[i] * (nd(g) * static_cast<float>(levels) * 0.5f + static_cast<float>(levels) * 0.5f);
+          switch (i % 11) {
+            case 1: scale[i] = 0.0f; break;   // degenerate group: code 0
+            case 2: scale[i] = -0.0f; break;
+            case 3: x[i] = std::numeric_limits<float>::quiet_NaN(); break;
+            case 4: x[i] = std::numeric_limits<float>::infinity(); break;
+            case 5: x[i] = -std::numeric_limits<float>::infinity(); break;
+            case 6: x[i] = zero[i] + 2.5f * scale[i]; break;  // near a tie
+            default: break;
+          }
+        }
+        std::vector<uint8_t> c1(n), c2(n);
+        ref().uniform_quantize(x.data(), n, zero.data(), scale.data(), levels, c1.data());
+        k.uniform_quantize(x.data(), n, zero.data(), scale.data(), levels, c2.data());
+        CHECK(c1 == c2);
+        for (size_t i = 0; i < n; ++i) {  // the rule, written out
+          double want = 0.0;
+          if (scale[i] != 0.0f) {
+            const float v = std::floor((x[i] - zero[i]) / scale[i] + 0.5f);
+            want = v > 0.0f ? std::min<double>(v, levels) : 0.0;
+          }
+          if (c1[i] != static_cast<uint8_t>(want)) {
+            CHECK(static_cast<int>(c1[i]) == static_cast<int>(want));
+            break;
+          }
+        }
+        std::vector<float> o1(n), o2(n);
+        ref().uniform_dequantize(c1.data(), n, zero.data(), scale.data(), o1.data());
+        k.uniform_dequantize(c1.data(), n, zero.data(), scale.data(), o2.data());
+        CHECK(same_bits(o1, o2));
+      }
+    }
+  }
+}
+
 TEST_CASE("simd: double-precision metric kernels (dot_rows_f64, axpy_rows_f64) are bit-identical to scalar") {
   std::mt19937 g(12);
   for (Level l : simd_levels()) {

@@ -39,6 +39,7 @@
 #include "tq/codec/codec.h"
 #include "tq/codec/factories.h"
 #include "tq/core/error.h"
+#include "tq/simd/kernels.h"
 
 namespace tq {
 
@@ -63,16 +64,6 @@ UniformGrid make_grid(float mn, float mx, int levels, uint8_t* side) {
 }
 
 UniformGrid read_grid(const uint8_t* side) { return {bytes::get_fp16(side + 2), bytes::get_fp16(side)}; }
-
-/// Nearest code of x on the grid, clamped to [0, levels]. NaN-safe: a non-positive or NaN
-/// argument gives code 0, so the float -> int cast is always defined.
-uint32_t quantize(float x, const UniformGrid& g, int levels) {
-  if (g.scale == 0.0f) return 0;
-  const float v = std::floor((x - g.zero) / g.scale + 0.5f);
-  if (!(v > 0.0f)) return 0;
-  if (v >= static_cast<float>(levels)) return static_cast<uint32_t>(levels);
-  return static_cast<uint32_t>(v);
-}
 
 /// The quantized part of KIVI for one tensor (no sinks, no recent window).
 class KiviCore final : public Codec {
@@ -130,11 +121,15 @@ class KiviCore final : public Codec {
   /// Tokens that get quantized: whole token groups for K, every token for V.
   size_t quantized_tokens(size_t n) const { return keys_ ? (n / group_) * group_ : n; }
 
+  // Codes are computed row by row into a byte buffer with the element-wise grid kernels
+  // (simd::Kernels::uniform_quantize, per-element zero/scale arrays), then bit-packed in one
+  // call: the same LSB-first stream as a bit-by-bit writer, in token-major order.
+
   void encode_keys(const float* x, size_t nq, uint8_t* side, uint8_t* payload) const {
     const size_t d = dim();
-    std::vector<float> mn(d), mx(d);
-    std::vector<UniformGrid> grid(d);
-    bytes::BitWriter bits(payload);
+    const simd::Kernels& k = simd::kernels();
+    std::vector<float> mn(d), mx(d), zero(d), scale(d);
+    std::vector<uint8_t> codes(nq * d);
     for (size_t t0 = 0; t0 < nq; t0 += group_) {
       // Per-channel range over the group's tokens (row-wise sweep keeps the loads contiguous).
       const float* xg = x + t0 * d;
@@ -148,36 +143,40 @@ class KiviCore final : public Codec {
         }
       }
       for (size_t c = 0; c < d; ++c) {
-        grid[c] = make_grid(mn[c], mx[c], levels_, side);
+        const UniformGrid g = make_grid(mn[c], mx[c], levels_, side);
+        zero[c] = g.zero;
+        scale[c] = g.scale;
         side += kGroupSideBytes;
       }
-      for (size_t t = 0; t < group_; ++t) {
-        const float* row = xg + t * d;
-        for (size_t c = 0; c < d; ++c) bits.put(quantize(row[c], grid[c], levels_), bits_);
-      }
+      for (size_t t = 0; t < group_; ++t)
+        k.uniform_quantize(xg + t * d, d, zero.data(), scale.data(), levels_, codes.data() + (t0 + t) * d);
     }
-    bits.flush();
+    k.pack(codes.data(), nq * d, bits_, payload);
   }
 
   void decode_keys(const uint8_t* side, const uint8_t* payload, size_t nq, float* out) const {
     const size_t d = dim();
-    std::vector<UniformGrid> grid(d);
-    bytes::BitReader bits(payload);
+    const simd::Kernels& k = simd::kernels();
+    std::vector<float> zero(d), scale(d);
+    std::vector<uint8_t> codes(nq * d);
+    k.unpack(payload, nq * d, bits_, codes.data());
     for (size_t t0 = 0; t0 < nq; t0 += group_) {
       for (size_t c = 0; c < d; ++c) {
-        grid[c] = read_grid(side);
+        const UniformGrid g = read_grid(side);
+        zero[c] = g.zero;
+        scale[c] = g.scale;
         side += kGroupSideBytes;
       }
-      for (size_t t = 0; t < group_; ++t) {
-        float* row = out + (t0 + t) * d;
-        for (size_t c = 0; c < d; ++c) row[c] = grid[c].zero + static_cast<float>(bits.get(bits_)) * grid[c].scale;
-      }
+      for (size_t t = 0; t < group_; ++t)
+        k.uniform_dequantize(codes.data() + (t0 + t) * d, d, zero.data(), scale.data(), out + (t0 + t) * d);
     }
   }
 
   void encode_values(const float* x, size_t nq, uint8_t* side, uint8_t* payload) const {
     const size_t d = dim();
-    bytes::BitWriter bits(payload);
+    const simd::Kernels& k = simd::kernels();
+    std::vector<float> zero(d), scale(d);
+    std::vector<uint8_t> codes(nq * d);
     for (size_t t = 0; t < nq; ++t) {
       for (size_t c0 = 0; c0 < d; c0 += group_) {
         const float* xg = x + t * d + c0;
@@ -188,22 +187,28 @@ class KiviCore final : public Codec {
         }
         const UniformGrid g = make_grid(mn, mx, levels_, side);
         side += kGroupSideBytes;
-        for (size_t c = 0; c < group_; ++c) bits.put(quantize(xg[c], g, levels_), bits_);
+        std::fill(zero.begin() + static_cast<std::ptrdiff_t>(c0), zero.begin() + static_cast<std::ptrdiff_t>(c0 + group_), g.zero);
+        std::fill(scale.begin() + static_cast<std::ptrdiff_t>(c0), scale.begin() + static_cast<std::ptrdiff_t>(c0 + group_), g.scale);
       }
+      k.uniform_quantize(x + t * d, d, zero.data(), scale.data(), levels_, codes.data() + t * d);
     }
-    bits.flush();
+    k.pack(codes.data(), nq * d, bits_, payload);
   }
 
   void decode_values(const uint8_t* side, const uint8_t* payload, size_t nq, float* out) const {
     const size_t d = dim();
-    bytes::BitReader bits(payload);
+    const simd::Kernels& k = simd::kernels();
+    std::vector<float> zero(d), scale(d);
+    std::vector<uint8_t> codes(nq * d);
+    k.unpack(payload, nq * d, bits_, codes.data());
     for (size_t t = 0; t < nq; ++t) {
       for (size_t c0 = 0; c0 < d; c0 += group_) {
         const UniformGrid g = read_grid(side);
         side += kGroupSideBytes;
-        float* yg = out + t * d + c0;
-        for (size_t c = 0; c < group_; ++c) yg[c] = g.zero + static_cast<float>(bits.get(bits_)) * g.scale;
+        std::fill(zero.begin() + static_cast<std::ptrdiff_t>(c0), zero.begin() + static_cast<std::ptrdiff_t>(c0 + group_), g.zero);
+        std::fill(scale.begin() + static_cast<std::ptrdiff_t>(c0), scale.begin() + static_cast<std::ptrdiff_t>(c0 + group_), g.scale);
       }
+      k.uniform_dequantize(codes.data() + t * d, d, zero.data(), scale.data(), out + t * d);
     }
   }
 

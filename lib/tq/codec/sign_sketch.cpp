@@ -12,6 +12,7 @@
 #include "tq/core/half.h"
 #include "tq/core/rng.h"
 #include "tq/pack/bitpack.h"
+#include "tq/simd/kernels.h"
 
 namespace tq {
 
@@ -92,14 +93,14 @@ ByteCount SignSketch::byte_count(size_t n) const {
 void SignSketch::project(const float* r, size_t n, float* proj) const {
   const size_t d = d_, m = m_;
   if (kind_ == SketchKind::Gaussian) {
+    // <s_i, r_t> in double (the kernels' canonical summation order), then rounded to float
+    const simd::Kernels& k = simd::kernels();
+    std::vector<double> rd(d), acc(m);
     for (size_t t = 0; t < n; ++t) {
       const float* rt = r + t * d;
-      for (size_t i = 0; i < m; ++i) {
-        const float* s = gauss_.data() + i * d;
-        double acc = 0.0;
-        for (size_t j = 0; j < d; ++j) acc += static_cast<double>(s[j]) * static_cast<double>(rt[j]);
-        proj[t * m + i] = static_cast<float>(acc);
-      }
+      for (size_t j = 0; j < d; ++j) rd[j] = static_cast<double>(rt[j]);
+      k.dot_rows_f64(rd.data(), gauss_.data(), m, d, acc.data());
+      for (size_t i = 0; i < m; ++i) proj[t * m + i] = static_cast<float>(acc[i]);
     }
     return;
   }
@@ -114,15 +115,14 @@ void SignSketch::project(const float* r, size_t n, float* proj) const {
 void SignSketch::back_add(const float* z, const float* coef, size_t n, float* out) const {
   const size_t d = d_, m = m_;
   if (kind_ == SketchKind::Gaussian) {
-    std::vector<double> acc(d);
+    // acc = sum_i z_i s_i in double, rows i in ascending order (simd axpy_rows_f64)
+    const simd::Kernels& k = simd::kernels();
+    std::vector<double> acc(d), zd(m);
     for (size_t t = 0; t < n; ++t) {
       std::fill(acc.begin(), acc.end(), 0.0);
       const float* zt = z + t * m;
-      for (size_t i = 0; i < m; ++i) {
-        const float* s = gauss_.data() + i * d;
-        const double zi = static_cast<double>(zt[i]);
-        for (size_t j = 0; j < d; ++j) acc[j] += zi * static_cast<double>(s[j]);
-      }
+      for (size_t i = 0; i < m; ++i) zd[i] = static_cast<double>(zt[i]);
+      k.axpy_rows_f64(acc.data(), zd.data(), gauss_.data(), m, d);
       const double c = static_cast<double>(coef[t]);
       float* ot = out + t * d;
       for (size_t j = 0; j < d; ++j) ot[j] += static_cast<float>(c * acc[j]);

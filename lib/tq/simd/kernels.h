@@ -83,6 +83,14 @@ struct Kernels {
   void (*rht_decode_rows)(const uint8_t* in, size_t n, const float* table, int bits, const float* signs, size_t p,
                           float fs, const float* sc, float* out, bool stream);
 
+  /// Uniform (KIVI-style) grid quantization, element-wise with per-element grids:
+  ///   codes[i] = 0 if scale[i] == 0, else clamp(floor((x[i] - zero[i]) / scale[i] + 0.5), 0, levels)
+  /// (subtract, divide, add, floor: separate roundings; NaN -> 0). levels in 1..255.
+  void (*uniform_quantize)(const float* x, size_t n, const float* zero, const float* scale, int levels,
+                           uint8_t* codes);
+  /// out[i] = zero[i] + float(codes[i]) * scale[i] (product, then sum).
+  void (*uniform_dequantize)(const uint8_t* codes, size_t n, const float* zero, const float* scale, float* out);
+
   // ---- double-precision metric loops (attention and inner-product metrics) ----
   /// out[j] = sum_i q[i] * double(rows[j d + i]) for n rows of d floats, in the canonical 8-lane
   /// double order: lane l accumulates the terms i = l mod 8 in ascending i (product, then sum:

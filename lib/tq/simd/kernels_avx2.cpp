@@ -396,6 +396,33 @@ void q4_0_decode(const uint8_t* in, size_t n_blocks, float* out) {
   }
 }
 
+void uniform_quantize(const float* x, size_t n, const float* zero, const float* scale, int levels, uint8_t* codes) {
+  const __m256 half = _mm256_set1_ps(0.5f), top = _mm256_set1_ps(static_cast<float>(levels));
+  const __m256 vzero = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 s = _mm256_loadu_ps(scale + i);
+    const __m256 y = _mm256_add_ps(_mm256_div_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(zero + i)), s), half);
+    const __m256 v = _mm256_round_ps(y, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    // keep lanes with scale != 0 and v > 0 (false for NaN); clamp to levels
+    const __m256 keep = _mm256_and_ps(_mm256_cmp_ps(s, vzero, _CMP_NEQ_UQ), _mm256_cmp_ps(v, vzero, _CMP_GT_OQ));
+    const __m256 c = _mm256_and_ps(keep, _mm256_min_ps(v, top));
+    const __m256i ci = _mm256_cvttps_epi32(c);
+    const __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(ci), _mm256_extracti128_si256(ci, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(codes + i), _mm_packus_epi16(w, w));
+  }
+  if (i < n) ref().uniform_quantize(x + i, n - i, zero + i, scale + i, levels, codes + i);
+}
+
+void uniform_dequantize(const uint8_t* codes, size_t n, const float* zero, const float* scale, float* out) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 c = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + i))));
+    _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_loadu_ps(zero + i), _mm256_mul_ps(c, _mm256_loadu_ps(scale + i))));
+  }
+  if (i < n) ref().uniform_dequantize(codes + i, n - i, zero + i, scale + i, out + i);
+}
+
 /// Canonical 8-lane double fold of lanes 0-3 (lo) and 4-7 (hi): 8 -> 4 -> 2 -> 1.
 double fold8d(__m256d lo, __m256d hi) {
   const __m256d s4 = _mm256_add_pd(lo, hi);
@@ -456,7 +483,7 @@ void rht_decode_rows(const uint8_t* in, size_t n, const float* table, int bits, 
 
 constexpr Kernels kTable{Level::Avx2, sum_squares, dot,         scale,       mul,         fwht,
                          matmul_rows, quantize,    lookup,      pack,        unpack,      f32_to_f16,
-                         f16_to_f32,  q8_0_encode, q8_0_decode, q4_0_encode, q4_0_decode, rht_encode_rows, rht_decode_rows, dot_rows_f64, axpy_rows_f64};
+                         f16_to_f32,  q8_0_encode, q8_0_decode, q4_0_encode, q4_0_decode, rht_encode_rows, rht_decode_rows, uniform_quantize, uniform_dequantize, dot_rows_f64, axpy_rows_f64};
 
 const Kernels& self() { return kTable; }
 

@@ -614,6 +614,33 @@ void rht_decode_rows(const uint8_t* in, size_t n, const float* table, int bits, 
   }
 }
 
+// ---- uniform (KIVI) grids ----------------------------------------------------------------------
+
+void uniform_quantize(const float* x, size_t n, const float* zero, const float* scale, int levels, uint8_t* codes) {
+  const __m512 half = _mm512_set1_ps(0.5f), top = _mm512_set1_ps(static_cast<float>(levels));
+  const __m512 vzero = _mm512_setzero_ps();
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : tail_mask(n - i);
+    const __m512 s = _mm512_maskz_loadu_ps(m, scale + i);
+    const __m512 y =
+        _mm512_add_ps(_mm512_div_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, zero + i)), s), half);
+    const __m512 v = _mm512_roundscale_ps(y, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    // keep lanes with scale != 0 and v > 0 (false for NaN); clamp to levels
+    const __mmask16 keep = _mm512_cmp_ps_mask(s, vzero, _CMP_NEQ_UQ) & _mm512_cmp_ps_mask(v, vzero, _CMP_GT_OQ);
+    const __m512i c = _mm512_cvttps_epi32(_mm512_maskz_mov_ps(keep, _mm512_min_ps(v, top)));
+    _mm_mask_storeu_epi8(codes + i, m, _mm512_cvtepi32_epi8(c));
+  }
+}
+
+void uniform_dequantize(const uint8_t* codes, size_t n, const float* zero, const float* scale, float* out) {
+  for (size_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : tail_mask(n - i);
+    const __m512 c = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, codes + i)));
+    _mm512_mask_storeu_ps(out + i, m,
+                          _mm512_add_ps(_mm512_maskz_loadu_ps(m, zero + i), _mm512_mul_ps(c, _mm512_maskz_loadu_ps(m, scale + i))));
+  }
+}
+
 // ---- double-precision metric loops ----------------------------------------------------------
 
 /// Canonical 8-lane double fold: 8 -> 4 -> 2 -> 1, upper half onto lower half.
@@ -677,7 +704,7 @@ void axpy_rows_f64(double* o, const double* p, const float* rows, size_t n, size
 
 constexpr Kernels kTable{Level::Avx512, sum_squares, dot,         scale,       mul,         fwht,
                          matmul_rows,   quantize,    lookup,      pack,        unpack,      f32_to_f16,
-                         f16_to_f32,    q8_0_encode, q8_0_decode, q4_0_encode, q4_0_decode, rht_encode_rows, rht_decode_rows, dot_rows_f64, axpy_rows_f64};
+                         f16_to_f32,    q8_0_encode, q8_0_decode, q4_0_encode, q4_0_decode, rht_encode_rows, rht_decode_rows, uniform_quantize, uniform_dequantize, dot_rows_f64, axpy_rows_f64};
 
 const Kernels& self() { return kTable; }
 

@@ -213,6 +213,22 @@ void q4_0_decode(const uint8_t* in, size_t n_blocks, float* out) {
   }
 }
 
+void uniform_quantize(const float* x, size_t n, const float* zero, const float* scale, int levels, uint8_t* codes) {
+  const float top = static_cast<float>(levels);
+  for (size_t i = 0; i < n; ++i) {
+    uint8_t c = 0;
+    if (scale[i] != 0.0f) {
+      const float v = std::floor((x[i] - zero[i]) / scale[i] + 0.5f);
+      if (v > 0.0f) c = static_cast<uint8_t>(v >= top ? top : v);  // NaN fails v > 0
+    }
+    codes[i] = c;
+  }
+}
+
+void uniform_dequantize(const uint8_t* codes, size_t n, const float* zero, const float* scale, float* out) {
+  for (size_t i = 0; i < n; ++i) out[i] = zero[i] + static_cast<float>(codes[i]) * scale[i];
+}
+
 constexpr size_t kLanesF64 = 8;  // the canonical double reduction width
 
 void dot_rows_f64(const double* q, const float* rows, size_t n, size_t d, double* out) {
@@ -245,7 +261,7 @@ void rht_decode_rows(const uint8_t* in, size_t n, const float* table, int bits, 
 
 constexpr Kernels kTable{Level::Scalar, sum_squares, dot,         scale,       mul,         fwht,
                          matmul_rows,   quantize,    lookup,      pack,        unpack,      f32_to_f16,
-                         f16_to_f32,    q8_0_encode, q8_0_decode, q4_0_encode, q4_0_decode, rht_encode_rows, rht_decode_rows, dot_rows_f64, axpy_rows_f64};
+                         f16_to_f32,    q8_0_encode, q8_0_decode, q4_0_encode, q4_0_decode, rht_encode_rows, rht_decode_rows, uniform_quantize, uniform_dequantize, dot_rows_f64, axpy_rows_f64};
 
 const Kernels& self() { return kTable; }
 
