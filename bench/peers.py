@@ -54,15 +54,30 @@ def nmse(x, xhat):
 
 # ---- methods: each returns (n_timed, t_encode, t_decode, xhat) --------------------------------
 
-def run_tq(spec, x, reps):
+def aligned_empty(shape, align=64):
+    """float32 array whose data starts on an `align`-byte boundary (as a real cache would be)."""
+    n = int(np.prod(shape))
+    raw = np.empty(n * 4 + align, dtype=np.uint8)
+    off = (-raw.ctypes.data) % align
+    return raw[off:off + n * 4].view(np.float32).reshape(shape)
+
+
+def run_tq(spec, x, reps, prealloc=False):
     try:
         tq = importlib.import_module("tq")
     except ImportError as e:
         raise Skip(f"tq Python module not importable ({e}); build with -DTQ_BUILD_PYTHON=ON and set PYTHONPATH")
     codec = tq.Codec(spec, dim=x.shape[1], seed=tq.seed_for(0, 0, 0, "k"), tensor="k")
     te, enc = best_time(lambda: codec.encode(x), reps)
-    td, xhat = best_time(lambda: codec.decode(enc), reps)
-    return len(x), te, td, xhat, f"{len(enc.bytes) / len(x):.0f} B/vec"
+    note = f"{len(enc.bytes) / len(x):.0f} B/vec"
+    if prealloc:  # decode into one preallocated, 64-byte aligned array (touched once beforehand)
+        out = aligned_empty(x.shape)
+        out.fill(0.0)
+        td, xhat = best_time(lambda: codec.decode(enc, out=out), reps)
+        note += "; decode into a preallocated array"
+    else:  # decode allocates its output each call, like faiss's sa_decode
+        td, xhat = best_time(lambda: codec.decode(enc), reps)
+    return len(x), te, td, xhat, note
 
 
 def faiss_module():
@@ -181,6 +196,7 @@ def main():
     b = a.bits
     methods = [
         (f"tq hr,tq-mse:{b}", lambda: run_tq(f"hr,tq-mse:{b}", x, a.reps)),
+        (f"tq hr,tq-mse:{b} (out=)", lambda: run_tq(f"hr,tq-mse:{b}", x, a.reps, prealloc=True)),
         (f"tq tq-mse:{b} (haar)", lambda: run_tq(f"tq-mse:{b}", x, a.reps)),
         ("tq q4_0", lambda: run_tq("q4_0", x, a.reps)),
         ("tq q8_0", lambda: run_tq("q8_0", x, a.reps)),

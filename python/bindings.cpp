@@ -181,15 +181,35 @@ class PyCodec {
     return out;
   }
 
-  py::object decode(const PyEncoded& enc) const {
+  py::object decode(const PyEncoded& enc, const py::object& out) const {
     if (enc.e.dim != codec_->dim()) {
       throw py::value_error("encoded: dim " + std::to_string(enc.e.dim) + " differs from codec '" +
                             codec_->spec() + "' dim " + std::to_string(codec_->dim()));
     }
     float* data = nullptr;
-    py::object arr = new_float_array({static_cast<py::ssize_t>(enc.e.n_tokens),
-                                      static_cast<py::ssize_t>(enc.e.dim)},
-                                     &data);
+    const auto T = static_cast<py::ssize_t>(enc.e.n_tokens), d = static_cast<py::ssize_t>(enc.e.dim);
+    py::object arr;
+    if (out.is_none()) {
+      arr = new_float_array({T, d}, &data);
+    } else {  // decode into the caller's array (e.g. a preallocated cache): float32 [T, d], C order
+      if (!PyObject_CheckBuffer(out.ptr())) throw py::value_error("out: expected a writable float32 array");
+      py::buffer_info info;
+      try {
+        info = py::reinterpret_borrow<py::buffer>(out).request(/*writable=*/true);
+      } catch (const py::error_already_set&) {
+        throw py::value_error("out: array is not writable");
+      } catch (const py::buffer_error&) {
+        throw py::value_error("out: array is not writable");
+      }
+      if (info.ndim != 2 || info.shape[0] != T || info.shape[1] != d || !is_native_float(info, 'f', sizeof(float)) ||
+          (T > 1 && info.strides[0] != d * static_cast<py::ssize_t>(sizeof(float))) ||
+          (d > 1 && info.strides[1] != static_cast<py::ssize_t>(sizeof(float)))) {
+        throw py::value_error("out: expected a C-contiguous float32 array of shape (" + std::to_string(T) + ", " +
+                              std::to_string(d) + ")");
+      }
+      data = static_cast<float*>(info.ptr);
+      arr = out;
+    }
     {
       py::gil_scoped_release nogil;
       codec_->decode(enc.e, data);
@@ -377,7 +397,9 @@ PYBIND11_MODULE(_tq, m) {
       .def("train", &PyCodec::train, py::arg("x"), "learn data-dependent state from x [n, d]")
       .def("encode", &PyCodec::encode, py::arg("x"), py::arg("positions") = py::none(),
            "encode x [T, d] (float32 used in place, float64 converted) -> Encoded")
-      .def("decode", &PyCodec::decode, py::arg("encoded"), "decode -> float32 array [T, d]")
+      .def("decode", &PyCodec::decode, py::arg("encoded"), py::arg("out") = py::none(),
+           "decode -> float32 array [T, d]; with out= (a writable C-contiguous float32 [T, d] array) "
+           "decode into it and return it")
       .def("byte_count", &PyCodec::byte_count, py::arg("n"),
            "bytes of a hypothetical n-token encoding, without encoding")
       .def("__repr__", [](const PyCodec& c) { return "Codec('" + c.spec() + "')"; });

@@ -156,6 +156,25 @@ def test_decode_rejects_other_dim():
         tq.Codec("fp32", 16).decode(e)
 
 
+def test_decode_into_a_preallocated_array():
+    x = gaussian(300, 64, 7)
+    codec = tq.Codec("hr,tq-mse:3", dim=64, seed=5)
+    enc = codec.encode(x)
+    fresh = codec.decode(enc)
+    out = np.full((300, 64), np.nan, dtype=np.float32)
+    got = codec.decode(enc, out=out)
+    assert got is out
+    assert np.array_equal(out, fresh)
+    for bad in (np.zeros((300, 63), np.float32), np.zeros((300, 64), np.float64),
+                np.zeros((64, 300), np.float32).T, np.zeros(300 * 64, np.float32), [[0.0] * 64] * 300):
+        with pytest.raises(ValueError, match="out"):
+            codec.decode(enc, out=bad)
+    ro = np.zeros((300, 64), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="out: array is not writable"):
+        codec.decode(enc, out=ro)
+
+
 def test_metric_shape_mismatch_names_argument():
     with pytest.raises(ValueError, match="^xhat: shape"):
         tq.recon_metrics(np.zeros((4, 8), np.float32), np.zeros((4, 9), np.float32))

@@ -39,6 +39,7 @@
 #include "tq/codec/codec.h"
 #include "tq/codec/factories.h"
 #include "tq/core/error.h"
+#include "tq/core/parallel.h"
 #include "tq/simd/kernels.h"
 
 namespace tq {
@@ -123,18 +124,24 @@ class KiviCore final : public Codec {
 
   // Codes are computed row by row into a byte buffer with the element-wise grid kernels
   // (simd::Kernels::uniform_quantize, per-element zero/scale arrays), then bit-packed in one
-  // call: the same LSB-first stream as a bit-by-bit writer, in token-major order.
+  // call: the same LSB-first stream as a bit-by-bit writer, in token-major order. Token groups (K)
+  // and token blocks (V) are independent work items for parallel_for: each writes its own side
+  // bytes and code rows, so the bytes are the same at any thread count.
+
+  /// Tokens per parallel work item of the V paths, and the least elements worth a thread team.
+  static constexpr size_t kValueBlockTokens = 64;
+  static constexpr size_t kParallelMinElements = size_t{1} << 15;
 
   void encode_keys(const float* x, size_t nq, uint8_t* side, uint8_t* payload) const {
     const size_t d = dim();
     const simd::Kernels& k = simd::kernels();
-    std::vector<float> mn(d), mx(d), zero(d), scale(d);
     std::vector<uint8_t> codes(nq * d);
-    for (size_t t0 = 0; t0 < nq; t0 += group_) {
+    parallel_for(nq / group_, nq * d >= kParallelMinElements, [&](size_t gi) {
+      const size_t t0 = gi * group_;
+      std::vector<float> mn(d, std::numeric_limits<float>::infinity()), mx(d, -std::numeric_limits<float>::infinity());
+      std::vector<float> zero(d), scale(d);
       // Per-channel range over the group's tokens (row-wise sweep keeps the loads contiguous).
       const float* xg = x + t0 * d;
-      std::fill(mn.begin(), mn.end(), std::numeric_limits<float>::infinity());
-      std::fill(mx.begin(), mx.end(), -std::numeric_limits<float>::infinity());
       for (size_t t = 0; t < group_; ++t) {
         const float* row = xg + t * d;
         for (size_t c = 0; c < d; ++c) {
@@ -142,74 +149,85 @@ class KiviCore final : public Codec {
           mx[c] = std::max(mx[c], row[c]);
         }
       }
+      uint8_t* gs = side + gi * d * kGroupSideBytes;
       for (size_t c = 0; c < d; ++c) {
-        const UniformGrid g = make_grid(mn[c], mx[c], levels_, side);
+        const UniformGrid g = make_grid(mn[c], mx[c], levels_, gs + c * kGroupSideBytes);
         zero[c] = g.zero;
         scale[c] = g.scale;
-        side += kGroupSideBytes;
       }
       for (size_t t = 0; t < group_; ++t)
         k.uniform_quantize(xg + t * d, d, zero.data(), scale.data(), levels_, codes.data() + (t0 + t) * d);
-    }
+    });
     k.pack(codes.data(), nq * d, bits_, payload);
   }
 
   void decode_keys(const uint8_t* side, const uint8_t* payload, size_t nq, float* out) const {
     const size_t d = dim();
     const simd::Kernels& k = simd::kernels();
-    std::vector<float> zero(d), scale(d);
     std::vector<uint8_t> codes(nq * d);
     k.unpack(payload, nq * d, bits_, codes.data());
-    for (size_t t0 = 0; t0 < nq; t0 += group_) {
+    parallel_for(nq / group_, nq * d >= kParallelMinElements, [&](size_t gi) {
+      const size_t t0 = gi * group_;
+      std::vector<float> zero(d), scale(d);
+      const uint8_t* gs = side + gi * d * kGroupSideBytes;
       for (size_t c = 0; c < d; ++c) {
-        const UniformGrid g = read_grid(side);
+        const UniformGrid g = read_grid(gs + c * kGroupSideBytes);
         zero[c] = g.zero;
         scale[c] = g.scale;
-        side += kGroupSideBytes;
       }
       for (size_t t = 0; t < group_; ++t)
         k.uniform_dequantize(codes.data() + (t0 + t) * d, d, zero.data(), scale.data(), out + (t0 + t) * d);
+    });
+  }
+
+  /// zero/scale arrays of one V row from its per-channel-group grids (side: the row's grids).
+  void value_row_grids(const uint8_t* side, float* zero, float* scale) const {
+    for (size_t c0 = 0; c0 < dim(); c0 += group_) {
+      const UniformGrid g = read_grid(side + (c0 / group_) * kGroupSideBytes);
+      std::fill(zero + c0, zero + c0 + group_, g.zero);
+      std::fill(scale + c0, scale + c0 + group_, g.scale);
     }
   }
 
   void encode_values(const float* x, size_t nq, uint8_t* side, uint8_t* payload) const {
     const size_t d = dim();
+    const size_t row_side = (d / group_) * kGroupSideBytes;
     const simd::Kernels& k = simd::kernels();
-    std::vector<float> zero(d), scale(d);
     std::vector<uint8_t> codes(nq * d);
-    for (size_t t = 0; t < nq; ++t) {
-      for (size_t c0 = 0; c0 < d; c0 += group_) {
-        const float* xg = x + t * d + c0;
-        float mn = xg[0], mx = xg[0];
-        for (size_t c = 1; c < group_; ++c) {
-          mn = std::min(mn, xg[c]);
-          mx = std::max(mx, xg[c]);
+    const size_t n_blocks = (nq + kValueBlockTokens - 1) / kValueBlockTokens;
+    parallel_for(n_blocks, nq * d >= kParallelMinElements, [&](size_t blk) {
+      std::vector<float> zero(d), scale(d);
+      for (size_t t = blk * kValueBlockTokens; t < std::min(nq, (blk + 1) * kValueBlockTokens); ++t) {
+        for (size_t c0 = 0; c0 < d; c0 += group_) {
+          const float* xg = x + t * d + c0;
+          float mn = xg[0], mx = xg[0];
+          for (size_t c = 1; c < group_; ++c) {
+            mn = std::min(mn, xg[c]);
+            mx = std::max(mx, xg[c]);
+          }
+          make_grid(mn, mx, levels_, side + t * row_side + (c0 / group_) * kGroupSideBytes);
         }
-        const UniformGrid g = make_grid(mn, mx, levels_, side);
-        side += kGroupSideBytes;
-        std::fill(zero.begin() + static_cast<std::ptrdiff_t>(c0), zero.begin() + static_cast<std::ptrdiff_t>(c0 + group_), g.zero);
-        std::fill(scale.begin() + static_cast<std::ptrdiff_t>(c0), scale.begin() + static_cast<std::ptrdiff_t>(c0 + group_), g.scale);
+        value_row_grids(side + t * row_side, zero.data(), scale.data());
+        k.uniform_quantize(x + t * d, d, zero.data(), scale.data(), levels_, codes.data() + t * d);
       }
-      k.uniform_quantize(x + t * d, d, zero.data(), scale.data(), levels_, codes.data() + t * d);
-    }
+    });
     k.pack(codes.data(), nq * d, bits_, payload);
   }
 
   void decode_values(const uint8_t* side, const uint8_t* payload, size_t nq, float* out) const {
     const size_t d = dim();
+    const size_t row_side = (d / group_) * kGroupSideBytes;
     const simd::Kernels& k = simd::kernels();
-    std::vector<float> zero(d), scale(d);
     std::vector<uint8_t> codes(nq * d);
     k.unpack(payload, nq * d, bits_, codes.data());
-    for (size_t t = 0; t < nq; ++t) {
-      for (size_t c0 = 0; c0 < d; c0 += group_) {
-        const UniformGrid g = read_grid(side);
-        side += kGroupSideBytes;
-        std::fill(zero.begin() + static_cast<std::ptrdiff_t>(c0), zero.begin() + static_cast<std::ptrdiff_t>(c0 + group_), g.zero);
-        std::fill(scale.begin() + static_cast<std::ptrdiff_t>(c0), scale.begin() + static_cast<std::ptrdiff_t>(c0 + group_), g.scale);
+    const size_t n_blocks = (nq + kValueBlockTokens - 1) / kValueBlockTokens;
+    parallel_for(n_blocks, nq * d >= kParallelMinElements, [&](size_t blk) {
+      std::vector<float> zero(d), scale(d);
+      for (size_t t = blk * kValueBlockTokens; t < std::min(nq, (blk + 1) * kValueBlockTokens); ++t) {
+        value_row_grids(side + t * row_side, zero.data(), scale.data());
+        k.uniform_dequantize(codes.data() + t * d, d, zero.data(), scale.data(), out + t * d);
       }
-      k.uniform_dequantize(codes.data() + t * d, d, zero.data(), scale.data(), out + t * d);
-    }
+    });
   }
 
   int bits_;
