@@ -1,5 +1,6 @@
 // AVX2 kernels (AVX2 + FMA + F16C + BMI2; compiled with those flags and -ffp-contract=off; FMA is
-// never used so that products round separately, as in the scalar code). Each function computes
+// used only where a factor is exactly +-1, so that products round separately, as in the scalar
+// code). Each function computes
 // the same bits as its scalar counterpart in kernels_scalar.cpp. The canonical 16-lane reduction
 // order is kept in two 8-lane accumulators (lanes 0-7 and 8-15). Only intrinsics and functions
 // with internal linkage are used here.
@@ -72,14 +73,17 @@ void mul(const float* a, const float* b, float* out, size_t n) {
   for (; i < n; ++i) out[i] = a[i] * b[i];
 }
 
-/// FWHT stages h = 1, 2, 4 inside one register (lower partner a + b, upper partner a - b).
-__m256 fwht8(__m256 v) {
-  __m256 sw = _mm256_permute_ps(v, 0xB1);
-  v = _mm256_blend_ps(_mm256_add_ps(v, sw), _mm256_sub_ps(sw, v), 0xAA);
-  sw = _mm256_permute_ps(v, 0x4E);
-  v = _mm256_blend_ps(_mm256_add_ps(v, sw), _mm256_sub_ps(sw, v), 0xCC);
-  sw = _mm256_permute2f128_ps(v, v, 0x01);
-  v = _mm256_blend_ps(_mm256_add_ps(v, sw), _mm256_sub_ps(sw, v), 0xF0);
+/// FWHT stages h = 1, 2, 4 inside one register (lower partner a + b, upper partner a - b). With
+/// `sw` the register with partners swapped, both are fma(v, s, sw), s = +1 on lower and -1 on
+/// upper lanes: v * (+-1) is exact, so the fused operation rounds exactly like a + b / a - b (the
+/// one FMA in this file; every NaN a transform creates is the default NaN).
+[[gnu::always_inline]] inline __m256 fwht8(__m256 v) {
+  const __m256 s1 = _mm256_setr_ps(1, -1, 1, -1, 1, -1, 1, -1);
+  const __m256 s2 = _mm256_setr_ps(1, 1, -1, -1, 1, 1, -1, -1);
+  const __m256 s4 = _mm256_setr_ps(1, 1, 1, 1, -1, -1, -1, -1);
+  v = _mm256_fmadd_ps(v, s1, _mm256_permute_ps(v, 0xB1));
+  v = _mm256_fmadd_ps(v, s2, _mm256_permute_ps(v, 0x4E));
+  v = _mm256_fmadd_ps(v, s4, _mm256_permute2f128_ps(v, v, 0x01));
   return v;
 }
 
@@ -471,14 +475,139 @@ void axpy_rows_f64(double* o, const double* p, const float* rows, size_t n, size
 
 const Kernels& self();
 
+// ---- fused one-round RHT rows (p = 8 NV <= 128 in registers) ---------------------------------
+
+/// Rows ahead that the encoder prefetches (as in the AVX-512 file).
+constexpr size_t kPrefetchRows = 8;
+
+template <size_t NV>
+[[gnu::always_inline]] inline void fwht_rows_regs(__m256* r, __m256 vfs) {
+  for (size_t q = 0; q < NV; ++q) r[q] = fwht8(r[q]);
+#pragma GCC unroll 16
+  for (size_t h8 = 1; h8 < NV; h8 *= 2)
+#pragma GCC unroll 16
+    for (size_t i = 0; i < NV; i += 2 * h8)
+#pragma GCC unroll 16
+      for (size_t q = i; q < i + h8; ++q) {
+        const __m256 a = r[q], b = r[q + h8];
+        r[q] = _mm256_add_ps(a, b);
+        r[q + h8] = _mm256_sub_ps(a, b);
+      }
+  for (size_t q = 0; q < NV; ++q) r[q] = _mm256_mul_ps(r[q], vfs);
+}
+
+/// B = the bit width when known at compile time (2..4), 0 = take `bits_rt`. Row t is the
+/// composition documented in kernels.h; the next row's norm is computed before this row's
+/// transform so that its latency overlaps (software pipelining).
+template <size_t NV, int B>
+void rht_encode_rows_regs(const float* x, size_t n, const float* signs, float fs, const float* bounds, int bits_rt,
+                          uint8_t* out, float* norms) {
+  constexpr size_t p = 8 * NV;
+  const int bits = B != 0 ? B : bits_rt;
+  const size_t row_bytes = NV * static_cast<size_t>(bits);  // p codes of `bits` bits
+  const __m256 vfs = _mm256_set1_ps(fs);
+  alignas(32) float t[16] = {};
+  if (bits <= 4) std::memcpy(t, bounds, ((size_t{1} << bits) - 1) * sizeof(float));
+  const __m256 t0 = _mm256_load_ps(t), t1 = _mm256_load_ps(t + 8);
+  float ss_next = n > 0 ? sum_squares(x, p) : 0.0f;
+  for (size_t row = 0; row < n; ++row, x += p, out += row_bytes) {
+    const float m = rht_row_multiplier(ss_next, norms + row);
+    if (row + 1 < n) ss_next = sum_squares(x + p, p);
+    for (size_t q = 0; q < NV; q += 2) _mm_prefetch(reinterpret_cast<const char*>(x + kPrefetchRows * p + 8 * q), _MM_HINT_T0);
+    __m256 r[NV];
+    const __m256 vm = _mm256_set1_ps(m);
+    for (size_t q = 0; q < NV; ++q)  // scale, then mul by the signs: the composition's two roundings
+      r[q] = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * q), vm), _mm256_loadu_ps(signs + 8 * q));
+    fwht_rows_regs<NV>(r, vfs);
+    alignas(32) uint8_t codes[p];
+    for (size_t q = 0; q < NV; ++q) {
+      const __m256i idx =
+          bits <= 3   ? search(r[q], bits, bounds, [&](__m256i j) { return _mm256_permutevar8x32_ps(t0, j); })
+          : bits == 4 ? search(r[q], bits, bounds, [&](__m256i j) { return table16(t0, t1, j); })
+                      : search(r[q], bits, bounds, [&](__m256i j) { return _mm256_i32gather_ps(bounds, j, 4); });
+      store_bytes8(codes + 8 * q, idx);
+    }
+    detail::pack_bmi2(codes, p, bits, out);
+  }
+}
+
+template <size_t NV, int B>
+void rht_decode_rows_regs(const uint8_t* in, size_t n, const float* table, int bits_rt, const float* signs, float fs,
+                          const float* sc, float* out, bool stream) {
+  constexpr size_t p = 8 * NV;
+  const int bits = B != 0 ? B : bits_rt;
+  const size_t row_bytes = NV * static_cast<size_t>(bits);
+  const __m256 vfs = _mm256_set1_ps(fs);
+  alignas(32) float t[16] = {};
+  if (bits <= 4) std::memcpy(t, table, (size_t{1} << bits) * sizeof(float));
+  const __m256 t0 = _mm256_load_ps(t), t1 = _mm256_load_ps(t + 8);
+  for (size_t row = 0; row < n; ++row, in += row_bytes, out += p) {
+    alignas(32) uint8_t codes[p];
+    detail::unpack_bmi2(in, p, bits, codes);
+    __m256 r[NV];
+    for (size_t q = 0; q < NV; ++q) {
+      const __m256i idx = load_bytes8(codes + 8 * q);
+      r[q] = bits <= 3   ? _mm256_permutevar8x32_ps(t0, idx)
+             : bits == 4 ? table16(t0, t1, idx)
+                         : _mm256_i32gather_ps(table, idx, 4);
+    }
+    fwht_rows_regs<NV>(r, vfs);
+    const __m256 vsc = _mm256_set1_ps(sc[row]);
+    for (size_t q = 0; q < NV; ++q) r[q] = _mm256_mul_ps(_mm256_mul_ps(r[q], _mm256_loadu_ps(signs + 8 * q)), vsc);
+    if (stream) {  // whole lines straight to memory: no read-for-ownership of `out`
+      for (size_t q = 0; q < NV; ++q) _mm256_stream_ps(out + 8 * q, r[q]);
+    } else {
+      for (size_t q = 0; q < NV; ++q) _mm256_storeu_ps(out + 8 * q, r[q]);
+    }
+  }
+  if (stream) _mm_sfence();
+}
+
+template <size_t NV>
+void rht_encode_nv(const float* x, size_t n, const float* signs, float fs, const float* bounds, int bits, uint8_t* out,
+                   float* norms) {
+  switch (bits) {
+    case 2: rht_encode_rows_regs<NV, 2>(x, n, signs, fs, bounds, bits, out, norms); return;
+    case 3: rht_encode_rows_regs<NV, 3>(x, n, signs, fs, bounds, bits, out, norms); return;
+    case 4: rht_encode_rows_regs<NV, 4>(x, n, signs, fs, bounds, bits, out, norms); return;
+    default: rht_encode_rows_regs<NV, 0>(x, n, signs, fs, bounds, bits, out, norms); return;
+  }
+}
+
+template <size_t NV>
+void rht_decode_nv(const uint8_t* in, size_t n, const float* table, int bits, const float* signs, float fs,
+                   const float* sc, float* out, bool stream) {
+  switch (bits) {
+    case 2: rht_decode_rows_regs<NV, 2>(in, n, table, bits, signs, fs, sc, out, stream); return;
+    case 3: rht_decode_rows_regs<NV, 3>(in, n, table, bits, signs, fs, sc, out, stream); return;
+    case 4: rht_decode_rows_regs<NV, 4>(in, n, table, bits, signs, fs, sc, out, stream); return;
+    default: rht_decode_rows_regs<NV, 0>(in, n, table, bits, signs, fs, sc, out, stream); return;
+  }
+}
+
 void rht_encode_rows(const float* x, size_t n, const float* signs, size_t p, float fs, const float* bounds, int bits,
                      uint8_t* out, float* norms) {
-  rht_encode_rows_composed(self(), x, n, signs, p, fs, bounds, bits, out, norms);
+  switch (p) {
+    case 8: rht_encode_nv<1>(x, n, signs, fs, bounds, bits, out, norms); return;
+    case 16: rht_encode_nv<2>(x, n, signs, fs, bounds, bits, out, norms); return;
+    case 32: rht_encode_nv<4>(x, n, signs, fs, bounds, bits, out, norms); return;
+    case 64: rht_encode_nv<8>(x, n, signs, fs, bounds, bits, out, norms); return;
+    case 128: rht_encode_nv<16>(x, n, signs, fs, bounds, bits, out, norms); return;
+    default: rht_encode_rows_composed(self(), x, n, signs, p, fs, bounds, bits, out, norms); return;
+  }
 }
 
 void rht_decode_rows(const uint8_t* in, size_t n, const float* table, int bits, const float* signs, size_t p, float fs,
-                     const float* sc, float* out, bool /*stream*/) {
-  rht_decode_rows_composed(self(), in, n, table, bits, signs, p, fs, sc, out);
+                     const float* sc, float* out, bool stream) {
+  stream = stream && (reinterpret_cast<uintptr_t>(out) % 32) == 0;  // vmovntps ymm needs 32-byte alignment
+  switch (p) {
+    case 8: rht_decode_nv<1>(in, n, table, bits, signs, fs, sc, out, stream); return;
+    case 16: rht_decode_nv<2>(in, n, table, bits, signs, fs, sc, out, stream); return;
+    case 32: rht_decode_nv<4>(in, n, table, bits, signs, fs, sc, out, stream); return;
+    case 64: rht_decode_nv<8>(in, n, table, bits, signs, fs, sc, out, stream); return;
+    case 128: rht_decode_nv<16>(in, n, table, bits, signs, fs, sc, out, stream); return;
+    default: rht_decode_rows_composed(self(), in, n, table, bits, signs, p, fs, sc, out); return;
+  }
 }
 
 constexpr Kernels kTable{Level::Avx2, sum_squares, dot,         scale,       mul,         fwht,
