@@ -317,7 +317,7 @@ TEST_CASE("simd: uniform grid (KIVI) quantize / dequantize are bit-identical to 
   }
 }
 
-TEST_CASE("simd: double-precision metric kernels (dot_rows_f64, axpy_rows_f64) are bit-identical to scalar") {
+TEST_CASE("simd: double-precision metric kernels (dot_rows[4]_f64, axpy_rows[4]_f64) are bit-identical to scalar") {
   std::mt19937 g(12);
   for (Level l : simd_levels()) {
     const Kernels& k = tq::simd::kernels_for(l);
@@ -347,6 +347,23 @@ TEST_CASE("simd: double-precision metric kernels (dot_rows_f64, axpy_rows_f64) a
         for (size_t j = 0; j < n; ++j)  // row by row, in order: the definition
           for (size_t i = 0; i < d; ++i) a3[i] += w[j] * static_cast<double>(rows[j * d + i]);
         CHECK(std::memcmp(a1.data(), a3.data(), d * sizeof(double)) == 0);
+        // four queries at once equal the single-query kernels, pair by pair and bit for bit
+        std::vector<double> q4(4 * d), w4(4 * (n + 3));
+        for (size_t i = 0; i < 4 * d; ++i) q4[i] = static_cast<double>(mixed(1, g, true)[0]);
+        for (auto& v : w4) v = static_cast<double>(mixed(1, g, false)[0]);
+        const size_t ld = n + 3;
+        std::vector<double> r4(4 * ld, -7.0), r1(n);
+        k.dot_rows4_f64(q4.data(), rows.data(), n, d, r4.data(), ld);
+        std::vector<double> o4(4 * d, 0.5), os(d);
+        k.axpy_rows4_f64(o4.data(), w4.data(), ld, rows.data(), n, d);
+        for (size_t gq = 0; gq < 4; ++gq) {
+          ref().dot_rows_f64(q4.data() + gq * d, rows.data(), n, d, r1.data());
+          CHECK(std::memcmp(r4.data() + gq * ld, r1.data(), n * sizeof(double)) == 0);
+          CHECK(r4[gq * ld + n] == -7.0);  // nothing written past n
+          std::fill(os.begin(), os.end(), 0.5);
+          ref().axpy_rows_f64(os.data(), w4.data() + gq * ld, rows.data(), n, d);
+          CHECK(std::memcmp(o4.data() + gq * d, os.data(), d * sizeof(double)) == 0);
+        }
       }
     }
   }

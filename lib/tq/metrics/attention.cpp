@@ -216,91 +216,142 @@ AttnStats attention_head(const float* q, const float* k, const float* v, const f
     }
   }
 
-  // Row buffers, reused for every position (indexed by s − s0).
-  std::vector<double> qd(d), l(T), lh(T), w(T), wh(T), tmp(T), o(d), oh(d);
+  // Counted query positions go in groups of up to kGroup: their logits against the union of their
+  // windows come from one dot_rows4_f64 call per tensor, and their outputs from one
+  // axpy_rows4_f64 call over the keys all of them see (keys only some of them see are added
+  // per query, before and after, so every output still sums its keys in ascending order). The
+  // per-pair dot products and per-query sums are exactly those of the one-query kernels, so the
+  // statistics do not depend on the grouping. Buffers: row g of L, Lh, W, Wh holds query g's
+  // values at key index s − s_lo (s_lo = the first key of the group's union).
+  constexpr size_t kGroup = 4;
+  std::vector<double> q4(kGroup * d, 0.0), L(kGroup * T), Lh(kGroup * T), W(kGroup * T), Wh(kGroup * T), tmp(T);
+  std::vector<double> o4(kGroup * d), oh4(kGroup * d);
   std::vector<size_t> top(opt.top_k), top_h(opt.top_k);
   const bool cap = opt.softcap > 0.0;
   const double c = opt.softcap;
+  auto window_start = [&](size_t t) {
+    return (opt.sliding_window > 0 && t + 1 > opt.sliding_window) ? t + 1 - opt.sliding_window : 0;
+  };
 
   // First counted position: the least multiple of query_stride that is >= min_pos.
   const size_t stride = opt.query_stride;
   const size_t t_first = (opt.min_pos + stride - 1) / stride * stride;
-  for (size_t t = t_first; t < T; t += stride) {
-    const size_t s0 = (opt.sliding_window > 0 && t + 1 > opt.sliding_window) ? t + 1 - opt.sliding_window : 0;
-    const size_t n = t - s0 + 1;
-    for (size_t i = 0; i < d; ++i) qd[i] = static_cast<double>(q[t * d + i]);
+  for (size_t tg = t_first; tg < T; tg += kGroup * stride) {
+    size_t tq[kGroup] = {}, s0q[kGroup] = {};
+    size_t ng = 0;
+    for (size_t t = tg; t < T && ng < kGroup; t += stride, ++ng) {
+      tq[ng] = t;
+      s0q[ng] = window_start(t);
+    }
+    const size_t s_lo = s0q[0], s_hi = tq[ng - 1];  // window starts and ends grow with t
+    const size_t n_all = s_hi - s_lo + 1;
+    for (size_t g = 0; g < kGroup; ++g)  // unused rows of a short last group: zero queries
+      for (size_t i2 = 0; i2 < d; ++i2)
+        q4[g * d + i2] = g < ng ? static_cast<double>(q[tq[g] * d + i2]) : 0.0;
 
-    // Logits of the window, original and reconstructed (double dot products in the kernels'
-    // canonical order).
-    kern.dot_rows_f64(qd.data(), k + s0 * d, n, d, l.data());
-    kern.dot_rows_f64(qd.data(), khat + s0 * d, n, d, lh.data());
-    for (size_t j = 0; j < n; ++j) {
-      double a = l[j] * opt.scale;
-      double ah = lh[j] * opt.scale;
-      if (cap) {
-        a = c * std::tanh(a / c);
-        ah = c * std::tanh(ah / c);
+    // Logits of the union of the windows, original and reconstructed.
+    kern.dot_rows4_f64(q4.data(), k + s_lo * d, n_all, d, L.data(), T);
+    kern.dot_rows4_f64(q4.data(), khat + s_lo * d, n_all, d, Lh.data(), T);
+
+    for (size_t g = 0; g < ng; ++g) {
+      const size_t t = tq[g], s0 = s0q[g];
+      const size_t n = t - s0 + 1;
+      double* l = L.data() + g * T + (s0 - s_lo);
+      double* lh = Lh.data() + g * T + (s0 - s_lo);
+      double* w = W.data() + g * T + (s0 - s_lo);
+      double* wh = Wh.data() + g * T + (s0 - s_lo);
+      for (size_t j2 = 0; j2 < n; ++j2) {
+        double a = l[j2] * opt.scale;
+        double ah = lh[j2] * opt.scale;
+        if (cap) {
+          a = c * std::tanh(a / c);
+          ah = c * std::tanh(ah / c);
+        }
+        l[j2] = a;
+        lh[j2] = ah;
       }
-      l[j] = a;
-      lh[j] = ah;
-    }
 
-    // KL over the full window.
-    const Softmax sm = softmax_row(l.data(), w.data(), n);
-    const Softmax smh = softmax_row(lh.data(), wh.data(), n);
-    const double kl = kl_divergence(w.data(), 1.0 / sm.z, l.data(), sm.lse, lh.data(), smh.lse, 0, n);
-    st.n_pos += 1;
-    st.sum_kl += kl;
-    const size_t bin = attn_pos_bin(t);
-    st.bin_n[bin] += 1;
-    st.bin_kl[bin] += kl;
-    st.pos_n[t] += 1.0;
-    st.pos_kl[t] += kl;
+      // KL over the full window.
+      const Softmax sm = softmax_row(l, w, n);
+      const Softmax smh = softmax_row(lh, wh, n);
+      const double kl = kl_divergence(w, 1.0 / sm.z, l, sm.lse, lh, smh.lse, 0, n);
+      st.n_pos += 1;
+      st.sum_kl += kl;
+      const size_t bin = attn_pos_bin(t);
+      st.bin_n[bin] += 1;
+      st.bin_kl[bin] += kl;
+      st.pos_n[t] += 1.0;
+      st.pos_kl[t] += kl;
 
-    // Sink-excluded KL: renormalise over s >= 1 (identity when token 0 is outside the window).
-    if (t >= 1) {
-      const double kl1 =
-          s0 == 0 ? kl_without_sink(l.data(), w.data(), sm, lh.data(), wh.data(), smh, n, tmp.data()) : kl;
-      st.n_pos_nosink += 1;
-      st.sum_kl_nosink += kl1;
-    }
+      // Sink-excluded KL: renormalise over s >= 1 (identity when token 0 is outside the window).
+      if (t >= 1) {
+        const double kl1 = s0 == 0 ? kl_without_sink(l, w, sm, lh, wh, smh, n, tmp.data()) : kl;
+        st.n_pos_nosink += 1;
+        st.sum_kl_nosink += kl1;
+      }
 
-    // Top-1 / top-k agreement.
-    const size_t kk = top_k_indices(l.data(), n, opt.top_k, top.data());
-    top_k_indices(lh.data(), n, opt.top_k, top_h.data());
-    if (top[0] == top_h[0]) st.n_top1 += 1;
-    size_t common = 0;
-    for (size_t a = 0; a < kk; ++a) {
-      for (size_t b = 0; b < kk; ++b) {
-        if (top[a] == top_h[b]) {
-          ++common;
-          break;
+      // Top-1 / top-k agreement.
+      const size_t kk = top_k_indices(l, n, opt.top_k, top.data());
+      top_k_indices(lh, n, opt.top_k, top_h.data());
+      if (top[0] == top_h[0]) st.n_top1 += 1;
+      size_t common = 0;
+      for (size_t a = 0; a < kk; ++a) {
+        for (size_t b = 0; b < kk; ++b) {
+          if (top[a] == top_h[b]) {
+            ++common;
+            break;
+          }
         }
       }
-    }
-    st.sum_topk += static_cast<double>(common) / static_cast<double>(kk);
+      st.sum_topk += static_cast<double>(common) / static_cast<double>(kk);
 
-    // Outputs and attention-weighted value error.
-    if (values) {
-      std::fill(o.begin(), o.end(), 0.0);
-      std::fill(oh.begin(), oh.end(), 0.0);
-      double wv_err = 0, wv_norm = 0;
-      const double inv_z = 1.0 / sm.z, inv_zh = 1.0 / smh.z;
-      for (size_t j = 0; j < n; ++j) {  // attention weights; w and wh are free after this
-        const size_t s = s0 + j;
-        const double p = w[j] * inv_z;
-        wh[j] *= inv_zh;
-        w[j] = p;
-        wv_err += p * err_v[s];
-        wv_norm += p * norm_v[s];
+      // Attention weights (w, wh become p, p^) and the attention-weighted value error.
+      if (values) {
+        double wv_err = 0, wv_norm = 0;
+        const double inv_z = 1.0 / sm.z, inv_zh = 1.0 / smh.z;
+        for (size_t j2 = 0; j2 < n; ++j2) {
+          const size_t s = s0 + j2;
+          const double pj = w[j2] * inv_z;
+          wh[j2] *= inv_zh;
+          w[j2] = pj;
+          wv_err += pj * err_v[s];
+          wv_norm += pj * norm_v[s];
+        }
+        st.sum_wv_err += wv_err;
+        st.sum_wv_norm += wv_norm;
       }
-      kern.axpy_rows_f64(o.data(), w.data(), v + s0 * d, n, d);
-      kern.axpy_rows_f64(oh.data(), wh.data(), vhat + s0 * d, n, d);
+    }
+    if (!values) continue;
+
+    // Outputs o_g = sum_s p_gs v_s over each query's window [s0_g, t_g], keys ascending: keys
+    // before the common range per query, the common range [s_mid, e_mid] for all at once, the
+    // keys after it per query.
+    std::fill(o4.begin(), o4.end(), 0.0);
+    std::fill(oh4.begin(), oh4.end(), 0.0);
+    const size_t s_mid = s0q[ng - 1], e_mid = tq[0];
+    const bool joint = ng == kGroup && s_mid <= e_mid;
+    auto add_keys = [&](size_t g, size_t from, size_t to) {  // keys [from, to) of query g
+      if (from >= to) return;
+      kern.axpy_rows_f64(o4.data() + g * d, W.data() + g * T + (from - s_lo), v + from * d, to - from, d);
+      kern.axpy_rows_f64(oh4.data() + g * d, Wh.data() + g * T + (from - s_lo), vhat + from * d, to - from, d);
+    };
+    if (joint) {
+      for (size_t g = 0; g < ng; ++g) add_keys(g, s0q[g], s_mid);
+      kern.axpy_rows4_f64(o4.data(), W.data() + (s_mid - s_lo), T, v + s_mid * d, e_mid - s_mid + 1, d);
+      kern.axpy_rows4_f64(oh4.data(), Wh.data() + (s_mid - s_lo), T, vhat + s_mid * d, e_mid - s_mid + 1, d);
+      for (size_t g = 0; g < ng; ++g) add_keys(g, e_mid + 1, tq[g] + 1);
+    } else {
+      for (size_t g = 0; g < ng; ++g) add_keys(g, s0q[g], tq[g] + 1);
+    }
+    for (size_t g = 0; g < ng; ++g) {
+      const size_t t = tq[g];
+      const double* o = o4.data() + g * d;
+      const double* oh = oh4.data() + g * d;
       double e2 = 0, o2 = 0;
-      for (size_t i = 0; i < d; ++i) {
-        const double e = o[i] - oh[i];
+      for (size_t i2 = 0; i2 < d; ++i2) {
+        const double e = o[i2] - oh[i2];
         e2 += e * e;
-        o2 += o[i] * o[i];
+        o2 += o[i2] * o[i2];
       }
       st.n_pos_values += 1;
       st.sum_out_err_sq += e2;
@@ -309,8 +360,6 @@ AttnStats attention_head(const float* q, const float* k, const float* v, const f
         st.n_out_ratio += 1;
         st.sum_out_ratio += std::sqrt(e2 / o2);
       }
-      st.sum_wv_err += wv_err;
-      st.sum_wv_norm += wv_norm;
       st.pos_out_err_sq[t] += e2;
       st.pos_out_sq[t] += o2;
     }

@@ -99,6 +99,12 @@ struct Kernels {
   /// o[i] = o[i] + p[j] * double(rows[j d + i]) for rows j = 0, 1, ..., n - 1 in that order (each
   /// a product, then a sum), for every i < d: the attention output sum_j p_j v_j.
   void (*axpy_rows_f64)(double* o, const double* p, const float* rows, size_t n, size_t d);
+  /// Four queries at once (q: 4 x d, row-major): out[g ldo + j] = dot_rows_f64(q + g d, row j),
+  /// bit for bit (the same canonical order per pair); each row is loaded once for the four.
+  void (*dot_rows4_f64)(const double* q, const float* rows, size_t n, size_t d, double* out, size_t ldo);
+  /// Four outputs at once (o: 4 x d): for g < 4, o[g d + i] += p[g ldp + j] * double(rows[j d + i])
+  /// for rows j ascending, bit for bit axpy_rows_f64 on each g; each row is loaded once.
+  void (*axpy_rows4_f64)(double* o, const double* p, size_t ldp, const float* rows, size_t n, size_t d);
 };
 
 /// rht_encode_rows / rht_decode_rows as the plain composition of a table's kernels, row by row

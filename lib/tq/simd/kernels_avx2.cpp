@@ -473,6 +473,15 @@ void axpy_rows_f64(double* o, const double* p, const float* rows, size_t n, size
     for (size_t j = 0; j < n; ++j) o[i] += p[j] * static_cast<double>(rows[j * d + i]);
 }
 
+/// Four queries: the single-query kernel on each (the definition).
+void dot_rows4_f64(const double* q, const float* rows, size_t n, size_t d, double* out, size_t ldo) {
+  for (size_t g = 0; g < 4; ++g) dot_rows_f64(q + g * d, rows, n, d, out + g * ldo);
+}
+
+void axpy_rows4_f64(double* o, const double* p, size_t ldp, const float* rows, size_t n, size_t d) {
+  for (size_t g = 0; g < 4; ++g) axpy_rows_f64(o + g * d, p + g * ldp, rows, n, d);
+}
+
 const Kernels& self();
 
 // ---- fused one-round RHT rows (p = 8 NV <= 128 in registers) ---------------------------------
@@ -612,7 +621,7 @@ void rht_decode_rows(const uint8_t* in, size_t n, const float* table, int bits, 
 
 constexpr Kernels kTable{Level::Avx2, sum_squares, dot,         scale,       mul,         fwht,
                          matmul_rows, quantize,    lookup,      pack,        unpack,      f32_to_f16,
-                         f16_to_f32,  q8_0_encode, q8_0_decode, q4_0_encode, q4_0_decode, rht_encode_rows, rht_decode_rows, uniform_quantize, uniform_dequantize, dot_rows_f64, axpy_rows_f64};
+                         f16_to_f32,  q8_0_encode, q8_0_decode, q4_0_encode, q4_0_decode, rht_encode_rows, rht_decode_rows, uniform_quantize, uniform_dequantize, dot_rows_f64, axpy_rows_f64, dot_rows4_f64, axpy_rows4_f64};
 
 const Kernels& self() { return kTable; }
 

@@ -702,9 +702,71 @@ void axpy_rows_f64(double* o, const double* p, const float* rows, size_t n, size
   if (i < d) axpy_rows_tile<1>(o, p, rows, n, d, i, static_cast<__mmask8>((1u << (d - i)) - 1u));
 }
 
+/// 4 queries x R keys of canonical double dot products (8 accumulators for R = 2).
+template <size_t R>
+[[gnu::always_inline]] inline void dot_rows4_block(const double* q, const float* rows, size_t d, double* out,
+                                                   size_t ldo) {
+  __m512d acc[4][R];
+  for (size_t g = 0; g < 4; ++g)
+    for (size_t r = 0; r < R; ++r) acc[g][r] = _mm512_setzero_pd();
+  size_t i = 0;
+  for (; i + 8 <= d; i += 8) {
+    __m512d kv[R];
+    for (size_t r = 0; r < R; ++r) kv[r] = _mm512_cvtps_pd(_mm256_loadu_ps(rows + r * d + i));
+    for (size_t g = 0; g < 4; ++g) {
+      const __m512d qv = _mm512_loadu_pd(q + g * d + i);
+      for (size_t r = 0; r < R; ++r) acc[g][r] = _mm512_add_pd(acc[g][r], _mm512_mul_pd(qv, kv[r]));
+    }
+  }
+  if (i < d) {
+    const __mmask8 m = static_cast<__mmask8>((1u << (d - i)) - 1u);
+    __m512d kv[R];
+    for (size_t r = 0; r < R; ++r) kv[r] = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, rows + r * d + i));
+    for (size_t g = 0; g < 4; ++g) {
+      const __m512d qv = _mm512_maskz_loadu_pd(m, q + g * d + i);
+      for (size_t r = 0; r < R; ++r) acc[g][r] = _mm512_mask_add_pd(acc[g][r], m, acc[g][r], _mm512_mul_pd(qv, kv[r]));
+    }
+  }
+  for (size_t g = 0; g < 4; ++g)
+    for (size_t r = 0; r < R; ++r) out[g * ldo + r] = fold8d(acc[g][r]);
+}
+
+void dot_rows4_f64(const double* q, const float* rows, size_t n, size_t d, double* out, size_t ldo) {
+  size_t j = 0;
+  for (; j + 2 <= n; j += 2) dot_rows4_block<2>(q, rows + j * d, d, out + j, ldo);
+  for (; j < n; ++j) dot_rows4_block<1>(q, rows + j * d, d, out + j, ldo);
+}
+
+/// 4 outputs x C registers of 8 doubles, held across all n rows (row order kept per element).
+template <size_t C>
+[[gnu::always_inline]] inline void axpy_rows4_tile(double* o, const double* p, size_t ldp, const float* rows, size_t n,
+                                                   size_t d, size_t i, __mmask8 last) {
+  __m512d a[4][C];
+  for (size_t g = 0; g < 4; ++g)
+    for (size_t c = 0; c < C; ++c) a[g][c] = _mm512_maskz_loadu_pd(c + 1 == C ? last : 0xFF, o + g * d + i + 8 * c);
+  for (size_t j = 0; j < n; ++j) {
+    __m512d v[C];
+    for (size_t c = 0; c < C; ++c)
+      v[c] = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(c + 1 == C ? last : 0xFF, rows + j * d + i + 8 * c));
+    for (size_t g = 0; g < 4; ++g) {
+      const __m512d vp = _mm512_set1_pd(p[g * ldp + j]);
+      for (size_t c = 0; c < C; ++c) a[g][c] = _mm512_add_pd(a[g][c], _mm512_mul_pd(vp, v[c]));
+    }
+  }
+  for (size_t g = 0; g < 4; ++g)
+    for (size_t c = 0; c < C; ++c) _mm512_mask_storeu_pd(o + g * d + i + 8 * c, c + 1 == C ? last : 0xFF, a[g][c]);
+}
+
+void axpy_rows4_f64(double* o, const double* p, size_t ldp, const float* rows, size_t n, size_t d) {
+  size_t i = 0;
+  for (; i + 16 <= d; i += 16) axpy_rows4_tile<2>(o, p, ldp, rows, n, d, i, 0xFF);
+  for (; i + 8 <= d; i += 8) axpy_rows4_tile<1>(o, p, ldp, rows, n, d, i, 0xFF);
+  if (i < d) axpy_rows4_tile<1>(o, p, ldp, rows, n, d, i, static_cast<__mmask8>((1u << (d - i)) - 1u));
+}
+
 constexpr Kernels kTable{Level::Avx512, sum_squares, dot,         scale,       mul,         fwht,
                          matmul_rows,   quantize,    lookup,      pack,        unpack,      f32_to_f16,
-                         f16_to_f32,    q8_0_encode, q8_0_decode, q4_0_encode, q4_0_decode, rht_encode_rows, rht_decode_rows, uniform_quantize, uniform_dequantize, dot_rows_f64, axpy_rows_f64};
+                         f16_to_f32,    q8_0_encode, q8_0_decode, q4_0_encode, q4_0_decode, rht_encode_rows, rht_decode_rows, uniform_quantize, uniform_dequantize, dot_rows_f64, axpy_rows_f64, dot_rows4_f64, axpy_rows4_f64};
 
 const Kernels& self() { return kTable; }
 
