@@ -204,14 +204,17 @@ const float* RotatedScalarCodec::fused_signs() const {
 }
 
 void RotatedScalarCodec::write_scales(uint8_t* base, const float* scale, size_t t0, size_t rows) const {
-  for (size_t t = t0; t < t0 + rows; ++t) {
-    if (cfg_.scale_format == ScaleFormat::Fp16) {
-      const uint16_t h = fits_fp16(scale[t]) ? float_to_fp16(scale[t]) : kScaleEscape;
-      std::memcpy(base + t * kFp16Bytes, &h, kFp16Bytes);
-    } else {
-      std::memcpy(base + t * kFp32Bytes, &scale[t], kFp32Bytes);
-    }
+  if (cfg_.scale_format == ScaleFormat::Fp32) {
+    std::memcpy(base + t0 * kFp32Bytes, scale + t0, rows * kFp32Bytes);
+    return;
   }
+  // the block's fp16 scales in one kernel call (the same bits as float_to_fp16), then the escape
+  // marker for the rare scales fp16 cannot hold
+  std::array<uint16_t, kBlockRows> h{};
+  simd::kernels().f32_to_f16(scale + t0, h.data(), rows);
+  for (size_t r = 0; r < rows; ++r)
+    if (!fits_fp16(scale[t0 + r])) h[r] = kScaleEscape;
+  std::memcpy(base + t0 * kFp16Bytes, h.data(), rows * kFp16Bytes);
 }
 
 // Encode pipeline per block of kBlockRows rows, all in float with the kernels' fixed summation
