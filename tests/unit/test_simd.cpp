@@ -233,15 +233,28 @@ TEST_CASE("simd: fused RHT row kernels equal their composition and the scalar ta
           for (size_t i = 0; i < p; ++i) x[t * p + i] *= row_scale[t];
         const size_t rb = p * static_cast<size_t>(bits) / 8;
         std::vector<uint8_t> e1(n * rb + 4, 0xCD), e2(n * rb + 4, 0xCD), e3(n * rb + 4, 0xCD);
-        std::vector<float> r1(n, -1.0f), r2(n, -2.0f), r3(n, -3.0f);
-        ref().rht_encode_rows(x.data(), n, signs.data(), p, fs, bounds.data(), bits, e1.data(), r1.data());
-        k.rht_encode_rows(x.data(), n, signs.data(), p, fs, bounds.data(), bits, e2.data(), r2.data());
+        std::vector<float> r1(n, -1.0f), r2(n, -2.0f), r3(n, -3.0f), i1(n, -1.0f), i2(n, -2.0f), i3(n, -3.0f);
+        ref().rht_encode_rows(x.data(), n, signs.data(), p, fs, bounds.data(), bits, e1.data(), r1.data(), nullptr,
+                              nullptr);
+        k.rht_encode_rows(x.data(), n, signs.data(), p, fs, bounds.data(), bits, e2.data(), r2.data(), nullptr, nullptr);
         tq::simd::rht_encode_rows_composed(k, x.data(), n, signs.data(), p, fs, bounds.data(), bits, e3.data(),
-                                           r3.data());
+                                           r3.data(), nullptr, nullptr);
         CHECK(e1 == e2);  // guard bytes past the end included
         CHECK(e2 == e3);
         CHECK(same_bits(r1, r2));
         CHECK(same_bits(r2, r3));
+        // with EDEN's <y, c>: the same codes and norms, and the inner products bit for bit
+        std::vector<uint8_t> f1(n * rb + 4, 0xCD), f2(n * rb + 4, 0xCD);
+        ref().rht_encode_rows(x.data(), n, signs.data(), p, fs, bounds.data(), bits, f1.data(), r3.data(), table.data(),
+                              i1.data());
+        k.rht_encode_rows(x.data(), n, signs.data(), p, fs, bounds.data(), bits, f2.data(), r3.data(), table.data(),
+                          i2.data());
+        tq::simd::rht_encode_rows_composed(k, x.data(), n, signs.data(), p, fs, bounds.data(), bits, f2.data(),
+                                           r3.data(), table.data(), i3.data());
+        CHECK(f1 == e1);
+        CHECK(f2 == e1);
+        CHECK(same_bits(i1, i2));
+        CHECK(same_bits(i1, i3));
         CHECK(r1[1] == 0.0f);  // zero, underflowing and overflowing rows are left to the caller
         CHECK(r1[2] == 0.0f);
         CHECK(r1[3] == 0.0f);

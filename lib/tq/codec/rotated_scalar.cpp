@@ -199,7 +199,7 @@ float RotatedScalarCodec::normalise_row(const simd::Kernels& k, const float* x, 
 
 const float* RotatedScalarCodec::fused_signs() const {
   const size_t d = dim();
-  if (cfg_.eden || d < 8 || (d & (d - 1)) != 0) return nullptr;  // eden needs y itself
+  if (d < 8 || (d & (d - 1)) != 0) return nullptr;
   return rotation_->hadamard_signs();
 }
 
@@ -255,12 +255,17 @@ Encoded RotatedScalarCodec::encode(const float* x, size_t n, const int32_t* posi
     float* y = s.y.data();
     uint8_t* codes = s.codes.data();
     if (signs != nullptr) {
-      // fused per row: norm -> (x / |x|) D -> FWHT -> boundary search -> pack, in registers
+      // fused per row: norm -> (x / |x|) D -> FWHT -> boundary search -> pack, in registers.
       // One kernel call encodes the block, each row by its own norm. Rows it leaves with norm 0
       // (zero, tiny, huge or non-finite; rare) are checked and, unless zero, re-encoded after an
       // exact power-of-two rescaling.
+      // EDEN also takes <y, c> from the kernel (see the unfused branch below for the formula).
       const float fs = rotation_->hadamard_scale();
-      k.rht_encode_rows(x + t0 * d, rows, signs, d, fs, bounds, bits, payload + t0 * row_bytes, scale.data() + t0);
+      std::array<float, kBlockRows> ips{};
+      const float* ccent = cfg_.eden ? cent : nullptr;
+      float* ip = cfg_.eden ? ips.data() : nullptr;
+      k.rht_encode_rows(x + t0 * d, rows, signs, d, fs, bounds, bits, payload + t0 * row_bytes, scale.data() + t0,
+                        ccent, ip);
       for (size_t t = t0; t < t0 + rows; ++t) {
         if (scale[t] != 0.0f) continue;
         const float* xr = x + t * d;
@@ -268,8 +273,15 @@ Encoded RotatedScalarCodec::encode(const float* x, size_t n, const int32_t* posi
         if (ex == kZeroRow) continue;  // the codes of the zero vector are already in place
         for (size_t i = 0; i < d; ++i) y[i] = std::ldexp(xr[i], -ex);
         float r1 = 0.0f;  // in [1, 2 sqrt(d)): inside the kernel's norm range
-        k.rht_encode_rows(y, 1, signs, d, fs, bounds, bits, payload + t * row_bytes, &r1);
+        k.rht_encode_rows(y, 1, signs, d, fs, bounds, bits, payload + t * row_bytes, &r1, ccent,
+                          ip != nullptr ? ip + (t - t0) : nullptr);
         scale[t] = rescaled_norm(r1, ex, t);
+      }
+      if (cfg_.eden) {
+        for (size_t t = t0; t < t0 + rows; ++t) {
+          const float ipt = ips[t - t0];
+          scale[t] = ipt > 0.0f ? scale[t] / ipt : 0.0f;
+        }
       }
       write_scales(base, scale.data(), t0, rows);
       return;

@@ -49,7 +49,8 @@ ScopedLevel::ScopedLevel(Level level) : previous_(g_override.load()) { g_overrid
 ScopedLevel::~ScopedLevel() { g_override.store(previous_); }
 
 void rht_encode_rows_composed(const Kernels& k, const float* x, size_t n, const float* signs, size_t p, float fs,
-                              const float* bounds, int bits, uint8_t* out, float* norms) {
+                              const float* bounds, int bits, uint8_t* out, float* norms, const float* centroids,
+                              float* ips) {
   constexpr size_t kMax = 4096;
   float y_stack[kMax];
   uint8_t c_stack[kMax];
@@ -64,12 +65,17 @@ void rht_encode_rows_composed(const Kernels& k, const float* x, size_t n, const 
     c = c_heap.data();
   }
   const size_t row_bytes = p * static_cast<size_t>(bits) / 8;
+  std::vector<float> cv(ips != nullptr ? p : 0);
   for (size_t t = 0; t < n; ++t) {
     const float m = rht_row_multiplier(k.sum_squares(x + t * p, p), norms + t);
     k.scale(x + t * p, m, y, p);
     k.mul(y, signs, y, p);
     k.fwht(y, p, fs);
     k.quantize(y, p, bounds, bits, c);
+    if (ips != nullptr) {  // EDEN: <y, c> with c the centroids of the codes
+      k.lookup(c, p, centroids, bits, cv.data());
+      ips[t] = k.dot(y, cv.data(), p);
+    }
     k.pack(c, p, bits, out + t * row_bytes);
   }
 }

@@ -73,10 +73,12 @@ struct Kernels {
   ///   else (tiny, huge, non-finite):        norms[t] = 0,        m = 0
   ///   y = scale(x[t], m); y = mul(y, signs); fwht(y, p, fs); quantize(y, bounds, bits) -> pack
   /// into out + t * p * bits / 8; signs must be exactly +-1. Rows with norms[t] == 0 are left to
-  /// the caller (a zero row's codes are already right). AVX-512 keeps a row in registers, sets its
-  /// constants up once per call and computes the next row's norm while transforming this one.
+  /// the caller (a zero row's codes are already right). When `ips` is not null (EDEN), also
+  ///   ips[t] = dot(y, lookup(codes, centroids))   (y the rotated unit row, canonical dot order)
+  /// AVX-512 and AVX2 keep a row in registers, set their constants up once per call and compute
+  /// the next row's norm while transforming this one.
   void (*rht_encode_rows)(const float* x, size_t n, const float* signs, size_t p, float fs, const float* bounds,
-                          int bits, uint8_t* out, float* norms);
+                          int bits, uint8_t* out, float* norms, const float* centroids, float* ips);
   /// The inverse direction, row t: unpack(in + t * p * bits / 8) -> lookup(table) -> fwht(., p, fs)
   /// -> mul(signs) -> scale(sc[t]) into out + t * p. `stream`: the caller will not read `out` soon
   /// (a large batch), so AVX-512 may write it with non-temporal stores; values are the same.
@@ -110,7 +112,8 @@ struct Kernels {
 /// rht_encode_rows / rht_decode_rows as the plain composition of a table's kernels, row by row
 /// (used by the scalar and AVX2 tables, and by AVX-512 outside the sizes it keeps in registers).
 void rht_encode_rows_composed(const Kernels& k, const float* x, size_t n, const float* signs, size_t p, float fs,
-                              const float* bounds, int bits, uint8_t* out, float* norms);
+                              const float* bounds, int bits, uint8_t* out, float* norms, const float* centroids,
+                              float* ips);
 void rht_decode_rows_composed(const Kernels& k, const uint8_t* in, size_t n, const float* table, int bits,
                               const float* signs, size_t p, float fs, const float* sc, float* out);
 

@@ -510,7 +510,7 @@ template <size_t NV>
 /// transform so that its latency overlaps (software pipelining).
 template <size_t NV, int B>
 void rht_encode_rows_regs(const float* x, size_t n, const float* signs, float fs, const float* bounds, int bits_rt,
-                          uint8_t* out, float* norms) {
+                          uint8_t* out, float* norms, const float* centroids, float* ips) {
   constexpr size_t p = 8 * NV;
   const int bits = B != 0 ? B : bits_rt;
   const size_t row_bytes = NV * static_cast<size_t>(bits);  // p codes of `bits` bits
@@ -518,6 +518,9 @@ void rht_encode_rows_regs(const float* x, size_t n, const float* signs, float fs
   alignas(32) float t[16] = {};
   if (bits <= 4) std::memcpy(t, bounds, ((size_t{1} << bits) - 1) * sizeof(float));
   const __m256 t0 = _mm256_load_ps(t), t1 = _mm256_load_ps(t + 8);
+  alignas(32) float ct[16] = {};  // EDEN's centroid table
+  if (ips != nullptr && bits <= 4) std::memcpy(ct, centroids, (size_t{1} << bits) * sizeof(float));
+  const __m256 c0 = _mm256_load_ps(ct), c1 = _mm256_load_ps(ct + 8);
   float ss_next = n > 0 ? sum_squares(x, p) : 0.0f;
   for (size_t row = 0; row < n; ++row, x += p, out += row_bytes) {
     const float m = rht_row_multiplier(ss_next, norms + row);
@@ -529,13 +532,24 @@ void rht_encode_rows_regs(const float* x, size_t n, const float* signs, float fs
       r[q] = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * q), vm), _mm256_loadu_ps(signs + 8 * q));
     fwht_rows_regs<NV>(r, vfs);
     alignas(32) uint8_t codes[p];
+    // EDEN's <y, c> in the canonical 16-lane order: register q holds i = 8q + lane, so even
+    // registers feed lanes 0-7 (acc0) and odd ones lanes 8-15 (acc1)
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     for (size_t q = 0; q < NV; ++q) {
       const __m256i idx =
           bits <= 3   ? search(r[q], bits, bounds, [&](__m256i j) { return _mm256_permutevar8x32_ps(t0, j); })
           : bits == 4 ? search(r[q], bits, bounds, [&](__m256i j) { return table16(t0, t1, j); })
                       : search(r[q], bits, bounds, [&](__m256i j) { return _mm256_i32gather_ps(bounds, j, 4); });
       store_bytes8(codes + 8 * q, idx);
+      if (ips != nullptr) {
+        const __m256 c = bits <= 3   ? _mm256_permutevar8x32_ps(c0, idx)
+                         : bits == 4 ? table16(c0, c1, idx)
+                                     : _mm256_i32gather_ps(centroids, idx, 4);
+        __m256& acc = q % 2 == 0 ? acc0 : acc1;
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(r[q], c));
+      }
     }
+    if (ips != nullptr) ips[row] = fold8(_mm256_add_ps(acc0, acc1));
     detail::pack_bmi2(codes, p, bits, out);
   }
 }
@@ -574,12 +588,12 @@ void rht_decode_rows_regs(const uint8_t* in, size_t n, const float* table, int b
 
 template <size_t NV>
 void rht_encode_nv(const float* x, size_t n, const float* signs, float fs, const float* bounds, int bits, uint8_t* out,
-                   float* norms) {
+                   float* norms, const float* cent, float* ips) {
   switch (bits) {
-    case 2: rht_encode_rows_regs<NV, 2>(x, n, signs, fs, bounds, bits, out, norms); return;
-    case 3: rht_encode_rows_regs<NV, 3>(x, n, signs, fs, bounds, bits, out, norms); return;
-    case 4: rht_encode_rows_regs<NV, 4>(x, n, signs, fs, bounds, bits, out, norms); return;
-    default: rht_encode_rows_regs<NV, 0>(x, n, signs, fs, bounds, bits, out, norms); return;
+    case 2: rht_encode_rows_regs<NV, 2>(x, n, signs, fs, bounds, bits, out, norms, cent, ips); return;
+    case 3: rht_encode_rows_regs<NV, 3>(x, n, signs, fs, bounds, bits, out, norms, cent, ips); return;
+    case 4: rht_encode_rows_regs<NV, 4>(x, n, signs, fs, bounds, bits, out, norms, cent, ips); return;
+    default: rht_encode_rows_regs<NV, 0>(x, n, signs, fs, bounds, bits, out, norms, cent, ips); return;
   }
 }
 
@@ -595,14 +609,14 @@ void rht_decode_nv(const uint8_t* in, size_t n, const float* table, int bits, co
 }
 
 void rht_encode_rows(const float* x, size_t n, const float* signs, size_t p, float fs, const float* bounds, int bits,
-                     uint8_t* out, float* norms) {
+                     uint8_t* out, float* norms, const float* cent, float* ips) {
   switch (p) {
-    case 8: rht_encode_nv<1>(x, n, signs, fs, bounds, bits, out, norms); return;
-    case 16: rht_encode_nv<2>(x, n, signs, fs, bounds, bits, out, norms); return;
-    case 32: rht_encode_nv<4>(x, n, signs, fs, bounds, bits, out, norms); return;
-    case 64: rht_encode_nv<8>(x, n, signs, fs, bounds, bits, out, norms); return;
-    case 128: rht_encode_nv<16>(x, n, signs, fs, bounds, bits, out, norms); return;
-    default: rht_encode_rows_composed(self(), x, n, signs, p, fs, bounds, bits, out, norms); return;
+    case 8: rht_encode_nv<1>(x, n, signs, fs, bounds, bits, out, norms, cent, ips); return;
+    case 16: rht_encode_nv<2>(x, n, signs, fs, bounds, bits, out, norms, cent, ips); return;
+    case 32: rht_encode_nv<4>(x, n, signs, fs, bounds, bits, out, norms, cent, ips); return;
+    case 64: rht_encode_nv<8>(x, n, signs, fs, bounds, bits, out, norms, cent, ips); return;
+    case 128: rht_encode_nv<16>(x, n, signs, fs, bounds, bits, out, norms, cent, ips); return;
+    default: rht_encode_rows_composed(self(), x, n, signs, p, fs, bounds, bits, out, norms, cent, ips); return;
   }
 }
 

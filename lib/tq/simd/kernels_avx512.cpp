@@ -473,13 +473,15 @@ template <size_t NV>
 /// B = the bit width when known at compile time (2..4: fully unrolled), 0 = take `bits_rt`.
 template <size_t NV, int B>
 void rht_encode_rows_regs(const float* x, size_t n, const float* signs, float fs, const float* bounds, int bits_rt,
-                          uint8_t* out, float* norms) {
+                          uint8_t* out, float* norms, const float* centroids, float* ips) {
   const int bits = B != 0 ? B : bits_rt;
   const size_t row_bytes = 2 * NV * static_cast<size_t>(bits);  // 16 NV codes of `bits` bits
   const __m512 vfs = _mm512_set1_ps(fs);
   __m512 t0, t1;
   load_table(bounds, (size_t{1} << bits) - 1, t0, t1);
   const ShiftedBounds st = shifted_bounds(bounds, bits <= 4 ? bits : 1);
+  __m512 c0 = _mm512_setzero_ps(), c1 = _mm512_setzero_ps();  // EDEN's centroid table
+  if (ips != nullptr && bits <= 5) load_table(centroids, size_t{1} << bits, c0, c1);
   // software pipeline: row t + 1's norm (a latency-bound chain: adds, fold, sqrt, divide) is
   // issued before row t's transform, so the two overlap
   float ss_next = n > 0 ? row_sum_squares<NV>(x) : 0.0f;
@@ -502,6 +504,16 @@ void rht_encode_rows_regs(const float* x, size_t n, const float* signs, float fs
     } else {
       for (size_t q = 0; q < NV; ++q)
         idx[q] = search(r[q], bits, bounds, [&](__m512i j) { return _mm512_i32gather_ps(j, bounds, 4); });
+    }
+    if (ips != nullptr) {  // EDEN: <y, c> in the canonical order (register q holds i = 16q + lane)
+      __m512 acc = _mm512_setzero_ps();
+      for (size_t q = 0; q < NV; ++q) {
+        const __m512 c = bits <= 4   ? _mm512_permutexvar_ps(idx[q], c0)
+                         : bits == 5 ? _mm512_permutex2var_ps(c0, idx[q], c1)
+                                     : _mm512_i32gather_ps(idx[q], centroids, 4);
+        acc = _mm512_add_ps(acc, _mm512_mul_ps(r[q], c));
+      }
+      ips[t] = fold16(acc);
     }
     if (bits == 4 && NV % 4 == 0) {
       for (size_t q = 0; q < NV; q += 8) {
@@ -569,12 +581,12 @@ void rht_decode_rows_regs(const uint8_t* in, size_t n, const float* table, int b
 
 template <size_t NV>
 void rht_encode_nv(const float* x, size_t n, const float* signs, float fs, const float* bounds, int bits, uint8_t* out,
-                   float* norms) {
+                   float* norms, const float* cent, float* ips) {
   switch (bits) {
-    case 2: rht_encode_rows_regs<NV, 2>(x, n, signs, fs, bounds, bits, out, norms); return;
-    case 3: rht_encode_rows_regs<NV, 3>(x, n, signs, fs, bounds, bits, out, norms); return;
-    case 4: rht_encode_rows_regs<NV, 4>(x, n, signs, fs, bounds, bits, out, norms); return;
-    default: rht_encode_rows_regs<NV, 0>(x, n, signs, fs, bounds, bits, out, norms); return;
+    case 2: rht_encode_rows_regs<NV, 2>(x, n, signs, fs, bounds, bits, out, norms, cent, ips); return;
+    case 3: rht_encode_rows_regs<NV, 3>(x, n, signs, fs, bounds, bits, out, norms, cent, ips); return;
+    case 4: rht_encode_rows_regs<NV, 4>(x, n, signs, fs, bounds, bits, out, norms, cent, ips); return;
+    default: rht_encode_rows_regs<NV, 0>(x, n, signs, fs, bounds, bits, out, norms, cent, ips); return;
   }
 }
 
@@ -590,14 +602,14 @@ void rht_decode_nv(const uint8_t* in, size_t n, const float* table, int bits, co
 }
 
 void rht_encode_rows(const float* x, size_t n, const float* signs, size_t p, float fs, const float* bounds, int bits,
-                     uint8_t* out, float* norms) {
+                     uint8_t* out, float* norms, const float* cent, float* ips) {
   switch (p) {
-    case 16: rht_encode_nv<1>(x, n, signs, fs, bounds, bits, out, norms); return;
-    case 32: rht_encode_nv<2>(x, n, signs, fs, bounds, bits, out, norms); return;
-    case 64: rht_encode_nv<4>(x, n, signs, fs, bounds, bits, out, norms); return;
-    case 128: rht_encode_nv<8>(x, n, signs, fs, bounds, bits, out, norms); return;
-    case 256: rht_encode_nv<16>(x, n, signs, fs, bounds, bits, out, norms); return;
-    default: rht_encode_rows_composed(self(), x, n, signs, p, fs, bounds, bits, out, norms); return;
+    case 16: rht_encode_nv<1>(x, n, signs, fs, bounds, bits, out, norms, cent, ips); return;
+    case 32: rht_encode_nv<2>(x, n, signs, fs, bounds, bits, out, norms, cent, ips); return;
+    case 64: rht_encode_nv<4>(x, n, signs, fs, bounds, bits, out, norms, cent, ips); return;
+    case 128: rht_encode_nv<8>(x, n, signs, fs, bounds, bits, out, norms, cent, ips); return;
+    case 256: rht_encode_nv<16>(x, n, signs, fs, bounds, bits, out, norms, cent, ips); return;
+    default: rht_encode_rows_composed(self(), x, n, signs, p, fs, bounds, bits, out, norms, cent, ips); return;
   }
 }
 

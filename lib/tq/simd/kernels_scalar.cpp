@@ -259,8 +259,8 @@ void axpy_rows4_f64(double* o, const double* p, size_t ldp, const float* rows, s
 const Kernels& self();
 
 void rht_encode_rows(const float* x, size_t n, const float* signs, size_t p, float fs, const float* bounds, int bits,
-                     uint8_t* out, float* norms) {
-  rht_encode_rows_composed(self(), x, n, signs, p, fs, bounds, bits, out, norms);
+                     uint8_t* out, float* norms, const float* centroids, float* ips) {
+  rht_encode_rows_composed(self(), x, n, signs, p, fs, bounds, bits, out, norms, centroids, ips);
 }
 
 void rht_decode_rows(const uint8_t* in, size_t n, const float* table, int bits, const float* signs, size_t p, float fs,
