@@ -156,7 +156,6 @@ Scratch& scratch(size_t rows, size_t d) {
   return s;
 }
 
-
 }  // namespace
 
 int RotatedScalarCodec::exact_rescale_exponent(const float* x, size_t t) const {
