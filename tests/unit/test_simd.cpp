@@ -457,23 +457,34 @@ TEST_CASE("simd: q8_0 and q4_0 block kernels are bit-identical to scalar") {
     k.q8_0_encode(x.data(), nb, e2.data());
     CHECK(e1 == e2);
     std::vector<float> d1(nb * 32), d2(nb * 32);
-    ref().q8_0_decode(e1.data(), nb, d1.data());
-    k.q8_0_decode(e1.data(), nb, d2.data());
+    ref().q8_0_decode(e1.data(), nb, d1.data(), false);
+    k.q8_0_decode(e1.data(), nb, d2.data(), false);
     CHECK(same_bits(d1, d2));
+    // streaming stores into a 64-byte aligned output and into a misaligned one: the same values
+    std::vector<float> buf(nb * 32 + 32);
+    float* al = buf.data() + (64 - reinterpret_cast<uintptr_t>(buf.data()) % 64) % 64 / sizeof(float);
+    for (float* o : {al, al + 1}) {
+      k.q8_0_decode(e1.data(), nb, o, true);
+      CHECK(same_bits(d1.data(), o, nb * 32));
+    }
     std::vector<uint8_t> f1(nb * tq::simd::kQ4_0BlockBytes), f2(f1.size());
     ref().q4_0_encode(x.data(), nb, f1.data());
     k.q4_0_encode(x.data(), nb, f2.data());
     CHECK(f1 == f2);
-    ref().q4_0_decode(f1.data(), nb, d1.data());
-    k.q4_0_decode(f1.data(), nb, d2.data());
+    ref().q4_0_decode(f1.data(), nb, d1.data(), false);
+    k.q4_0_decode(f1.data(), nb, d2.data(), false);
     CHECK(same_bits(d1, d2));
+    for (float* o : {al, al + 1}) {
+      k.q4_0_decode(f1.data(), nb, o, true);
+      CHECK(same_bits(d1.data(), o, nb * 32));
+    }
     // decoding arbitrary bytes (NaN / signalling-NaN scales included) agrees too
     std::vector<uint8_t> junk(nb * tq::simd::kQ8_0BlockBytes);
     for (auto& c : junk) c = static_cast<uint8_t>(g());
     junk[0] = 0x01;
     junk[1] = 0x7C;  // fp16 sNaN scale
-    ref().q8_0_decode(junk.data(), nb, d1.data());
-    k.q8_0_decode(junk.data(), nb, d2.data());
+    ref().q8_0_decode(junk.data(), nb, d1.data(), false);
+    k.q8_0_decode(junk.data(), nb, d2.data(), true);
     CHECK(same_bits(d1, d2));
   }
 }

@@ -214,11 +214,13 @@ class BlockFormatCodec final : public Codec {
     const size_t n_blocks = n * dim() / block_;
     if (fast_path()) {
       const simd::Kernels& k = simd::kernels();
+      // an output far larger than the caches goes straight to memory (non-temporal stores)
+      const bool stream = n * dim() * sizeof(float) >= kStreamOutputBytes;
       parallel_for(chunks(n_blocks), n_blocks >= kParallelMinBlocks, [&](size_t c) {
         const size_t b0 = c * kChunkBlocks, nb = std::min(kChunkBlocks, n_blocks - b0);
         const uint8_t* in = e.bytes.data() + b0 * block_bytes_;
-        if (kind_ == BlockKind::Q8_0) k.q8_0_decode(in, nb, out + b0 * block_);
-        else k.q4_0_decode(in, nb, out + b0 * block_);
+        if (kind_ == BlockKind::Q8_0) k.q8_0_decode(in, nb, out + b0 * block_, stream);
+        else k.q4_0_decode(in, nb, out + b0 * block_, stream);
       });
       return;
     }
@@ -261,6 +263,8 @@ class BlockFormatCodec final : public Codec {
   /// Blocks per parallel work item, and the batch size below which one thread does it all.
   static constexpr size_t kChunkBlocks = 256;
   static constexpr size_t kParallelMinBlocks = 1024;
+  /// Decoded outputs at least this large use the kernels' streaming stores (as rotated_scalar.cpp).
+  static constexpr size_t kStreamOutputBytes = size_t{32} << 20;
   static size_t chunks(size_t n_blocks) { return (n_blocks + kChunkBlocks - 1) / kChunkBlocks; }
   /// The simd kernels implement exactly these two formats at ggml's block size (same bytes as
   /// encode_q8_0 / encode_q4_0 below, which serve the other block sizes).

@@ -61,10 +61,12 @@ struct Kernels {
   void (*f16_to_f32)(const uint16_t* in, float* out, size_t n);
   /// ggml q8_0 / q4_0 blocks of 32 elements (layouts in lib/tq/codec/block_formats.cpp):
   /// n_blocks consecutive blocks of x into n_blocks * 34 (q8_0) or 18 (q4_0) bytes, and back.
+  /// `stream` (decode): as for rht_decode_rows, the SIMD tables may write `out` with non-temporal
+  /// stores (when it is aligned); the values are the same.
   void (*q8_0_encode)(const float* x, size_t n_blocks, uint8_t* out);
-  void (*q8_0_decode)(const uint8_t* in, size_t n_blocks, float* out);
+  void (*q8_0_decode)(const uint8_t* in, size_t n_blocks, float* out, bool stream);
   void (*q4_0_encode)(const float* x, size_t n_blocks, uint8_t* out);
-  void (*q4_0_decode)(const uint8_t* in, size_t n_blocks, float* out);
+  void (*q4_0_decode)(const uint8_t* in, size_t n_blocks, float* out, bool stream);
   /// Fused one-round randomized Hadamard encode of n rows x[t] (row-major, p floats each) by their
   /// own norms, p a power of two >= 8 (so a row's p * bits bits are whole bytes). Row t is defined
   /// as the composition

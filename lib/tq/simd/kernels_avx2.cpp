@@ -337,16 +337,27 @@ void q8_0_encode(const float* x, size_t n_blocks, uint8_t* out) {
   }
 }
 
-void q8_0_decode(const uint8_t* in, size_t n_blocks, float* out) {
+/// Store 8 floats, non-temporally when `stream` (the caller checked 32-byte alignment).
+[[gnu::always_inline]] inline void store8(float* out, __m256 v, bool stream) {
+  if (stream) {
+    _mm256_stream_ps(out, v);
+  } else {
+    _mm256_storeu_ps(out, v);
+  }
+}
+
+void q8_0_decode(const uint8_t* in, size_t n_blocks, float* out, bool stream) {
+  stream = stream && (reinterpret_cast<uintptr_t>(out) % 32) == 0;  // blocks are 128 B: all aligned
   for (size_t blk = 0; blk < n_blocks; ++blk, in += kQ8_0BlockBytes, out += kQBlock) {
     const __m256 d = _mm256_set1_ps(get_scale(in));
     for (size_t q = 0; q < 4; ++q) {
       uint64_t w;
       std::memcpy(&w, in + 2 + 8 * q, 8);
       const __m256i c = _mm256_cvtepi8_epi32(_mm_cvtsi64_si128(static_cast<long long>(w)));
-      _mm256_storeu_ps(out + 8 * q, _mm256_mul_ps(_mm256_cvtepi32_ps(c), d));
+      store8(out + 8 * q, _mm256_mul_ps(_mm256_cvtepi32_ps(c), d), stream);
     }
   }
+  if (stream) _mm_sfence();
 }
 
 void q4_0_encode(const float* x, size_t n_blocks, uint8_t* out) {
@@ -386,7 +397,8 @@ void q4_0_encode(const float* x, size_t n_blocks, uint8_t* out) {
   }
 }
 
-void q4_0_decode(const uint8_t* in, size_t n_blocks, float* out) {
+void q4_0_decode(const uint8_t* in, size_t n_blocks, float* out, bool stream) {
+  stream = stream && (reinterpret_cast<uintptr_t>(out) % 32) == 0;
   const __m256 eight = _mm256_set1_ps(8.0f);
   const __m256i low = _mm256_set1_epi32(0x0F);
   for (size_t blk = 0; blk < n_blocks; ++blk, in += kQ4_0BlockBytes, out += kQBlock) {
@@ -394,10 +406,11 @@ void q4_0_decode(const uint8_t* in, size_t n_blocks, float* out) {
     for (size_t q = 0; q < 2; ++q) {
       const __m256i b = load_bytes8(in + 2 + 8 * q);
       const __m256i lo = _mm256_and_si256(b, low), hi = _mm256_srli_epi32(b, 4);
-      _mm256_storeu_ps(out + 8 * q, _mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(lo), eight), d));
-      _mm256_storeu_ps(out + 16 + 8 * q, _mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(hi), eight), d));
+      store8(out + 8 * q, _mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(lo), eight), d), stream);
+      store8(out + 16 + 8 * q, _mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(hi), eight), d), stream);
     }
   }
+  if (stream) _mm_sfence();
 }
 
 void uniform_quantize(const float* x, size_t n, const float* zero, const float* scale, int levels, uint8_t* codes) {

@@ -358,14 +358,25 @@ void q8_0_encode(const float* x, size_t n_blocks, uint8_t* out) {
   }
 }
 
-void q8_0_decode(const uint8_t* in, size_t n_blocks, float* out) {
+/// Store 16 floats, non-temporally when `stream` (the caller checked 64-byte alignment).
+[[gnu::always_inline]] inline void store16(float* out, __m512 v, bool stream) {
+  if (stream) {
+    _mm512_stream_ps(out, v);
+  } else {
+    _mm512_storeu_ps(out, v);
+  }
+}
+
+void q8_0_decode(const uint8_t* in, size_t n_blocks, float* out, bool stream) {
+  stream = stream && (reinterpret_cast<uintptr_t>(out) % 64) == 0;  // blocks are 128 B: all aligned
   for (size_t blk = 0; blk < n_blocks; ++blk, in += kQ8_0BlockBytes, out += kQBlock) {
     const __m512 d = _mm512_set1_ps(get_scale(in));
     for (size_t q = 0; q < 2; ++q) {
       const __m512i c = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + 2 + 16 * q)));
-      _mm512_storeu_ps(out + 16 * q, _mm512_mul_ps(_mm512_cvtepi32_ps(c), d));
+      store16(out + 16 * q, _mm512_mul_ps(_mm512_cvtepi32_ps(c), d), stream);
     }
   }
+  if (stream) _mm_sfence();
 }
 
 void q4_0_encode(const float* x, size_t n_blocks, uint8_t* out) {
@@ -396,16 +407,18 @@ void q4_0_encode(const float* x, size_t n_blocks, uint8_t* out) {
   }
 }
 
-void q4_0_decode(const uint8_t* in, size_t n_blocks, float* out) {
+void q4_0_decode(const uint8_t* in, size_t n_blocks, float* out, bool stream) {
+  stream = stream && (reinterpret_cast<uintptr_t>(out) % 64) == 0;
   const __m512 eight = _mm512_set1_ps(8.0f);
   for (size_t blk = 0; blk < n_blocks; ++blk, in += kQ4_0BlockBytes, out += kQBlock) {
     const __m512 d = _mm512_set1_ps(get_scale(in));
     const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + 2)));
     const __m512i lo = _mm512_and_si512(b, _mm512_set1_epi32(0x0F));
     const __m512i hi = _mm512_srli_epi32(b, 4);
-    _mm512_storeu_ps(out, _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(lo), eight), d));
-    _mm512_storeu_ps(out + 16, _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(hi), eight), d));
+    store16(out, _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(lo), eight), d), stream);
+    store16(out + 16, _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(hi), eight), d), stream);
   }
+  if (stream) _mm_sfence();
 }
 
 // ---- fused one-round RHT rows (p = 16 NV <= 256 in registers) --------------------------------

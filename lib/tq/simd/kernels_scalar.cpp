@@ -177,7 +177,7 @@ void q8_0_encode(const float* x, size_t n_blocks, uint8_t* out) {
   }
 }
 
-void q8_0_decode(const uint8_t* in, size_t n_blocks, float* out) {
+void q8_0_decode(const uint8_t* in, size_t n_blocks, float* out, bool /*stream*/) {
   for (size_t blk = 0; blk < n_blocks; ++blk, in += kQ8_0BlockBytes, out += kQBlock) {
     const float d = get_scale(in);
     for (size_t j = 0; j < kQBlock; ++j) out[j] = static_cast<float>(static_cast<int8_t>(in[2 + j])) * d;
@@ -203,7 +203,7 @@ void q4_0_encode(const float* x, size_t n_blocks, uint8_t* out) {
   }
 }
 
-void q4_0_decode(const uint8_t* in, size_t n_blocks, float* out) {
+void q4_0_decode(const uint8_t* in, size_t n_blocks, float* out, bool /*stream*/) {
   for (size_t blk = 0; blk < n_blocks; ++blk, in += kQ4_0BlockBytes, out += kQBlock) {
     const float d = get_scale(in);
     for (size_t j = 0; j < kQBlock / 2; ++j) {
