@@ -87,19 +87,29 @@ void mul(const float* a, const float* b, float* out, size_t n) {
   return v;
 }
 
+/// The whole transform of a row held in r[0 : NV], then the scale: shared by fwht and the fused rows.
 template <size_t NV>
-void fwht_small(float* x, float s) {  // p = 8 NV: everything in registers
-  __m256 r[NV];
-  for (size_t q = 0; q < NV; ++q) r[q] = fwht8(_mm256_loadu_ps(x + 8 * q));
+[[gnu::always_inline]] inline void fwht_rows_regs(__m256* r, __m256 vfs) {
+  for (size_t q = 0; q < NV; ++q) r[q] = fwht8(r[q]);
+#pragma GCC unroll 16
   for (size_t h8 = 1; h8 < NV; h8 *= 2)
+#pragma GCC unroll 16
     for (size_t i = 0; i < NV; i += 2 * h8)
+#pragma GCC unroll 16
       for (size_t q = i; q < i + h8; ++q) {
         const __m256 a = r[q], b = r[q + h8];
         r[q] = _mm256_add_ps(a, b);
         r[q + h8] = _mm256_sub_ps(a, b);
       }
-  const __m256 vs = _mm256_set1_ps(s);
-  for (size_t q = 0; q < NV; ++q) _mm256_storeu_ps(x + 8 * q, _mm256_mul_ps(r[q], vs));
+  for (size_t q = 0; q < NV; ++q) r[q] = _mm256_mul_ps(r[q], vfs);
+}
+
+template <size_t NV>
+void fwht_small(float* x, float s) {  // p = 8 NV: everything in registers
+  __m256 r[NV];
+  for (size_t q = 0; q < NV; ++q) r[q] = _mm256_loadu_ps(x + 8 * q);
+  fwht_rows_regs<NV>(r, _mm256_set1_ps(s));
+  for (size_t q = 0; q < NV; ++q) _mm256_storeu_ps(x + 8 * q, r[q]);
 }
 
 void fwht(float* x, size_t p, float s) {
@@ -501,22 +511,6 @@ const Kernels& self();
 
 /// Rows ahead that the encoder prefetches (as in the AVX-512 file).
 constexpr size_t kPrefetchRows = 8;
-
-template <size_t NV>
-[[gnu::always_inline]] inline void fwht_rows_regs(__m256* r, __m256 vfs) {
-  for (size_t q = 0; q < NV; ++q) r[q] = fwht8(r[q]);
-#pragma GCC unroll 16
-  for (size_t h8 = 1; h8 < NV; h8 *= 2)
-#pragma GCC unroll 16
-    for (size_t i = 0; i < NV; i += 2 * h8)
-#pragma GCC unroll 16
-      for (size_t q = i; q < i + h8; ++q) {
-        const __m256 a = r[q], b = r[q + h8];
-        r[q] = _mm256_add_ps(a, b);
-        r[q + h8] = _mm256_sub_ps(a, b);
-      }
-  for (size_t q = 0; q < NV; ++q) r[q] = _mm256_mul_ps(r[q], vfs);
-}
 
 /// B = the bit width when known at compile time (2..4), 0 = take `bits_rt`. Row t is the
 /// composition documented in kernels.h; the next row's norm is computed before this row's

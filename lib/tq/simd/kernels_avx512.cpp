@@ -118,13 +118,20 @@ template <size_t NV, size_t H16 = 1>
   }
 }
 
+/// The whole transform of a row held in r[0 : NV], then the scale: shared by fwht and the fused rows.
+template <size_t NV>
+[[gnu::always_inline]] inline void fwht_regs_all(__m512* r, __m512 vfs) {
+  for (size_t q = 0; q < NV; ++q) r[q] = fwht16(r[q]);
+  fwht_regs<NV>(r);
+  for (size_t q = 0; q < NV; ++q) r[q] = _mm512_mul_ps(r[q], vfs);
+}
+
 template <size_t NV>
 void fwht_small(float* x, float s) {  // p = 16 NV <= 256: everything in registers
   __m512 r[NV];
-  for (size_t q = 0; q < NV; ++q) r[q] = fwht16(_mm512_loadu_ps(x + 16 * q));
-  fwht_regs<NV>(r);
-  const __m512 vs = _mm512_set1_ps(s);
-  for (size_t q = 0; q < NV; ++q) _mm512_storeu_ps(x + 16 * q, _mm512_mul_ps(r[q], vs));
+  for (size_t q = 0; q < NV; ++q) r[q] = _mm512_loadu_ps(x + 16 * q);
+  fwht_regs_all<NV>(r, _mm512_set1_ps(s));
+  for (size_t q = 0; q < NV; ++q) _mm512_storeu_ps(x + 16 * q, r[q]);
 }
 
 void fwht(float* x, size_t p, float s) {
@@ -223,12 +230,10 @@ template <class Probe>
 struct ShiftedBounds {
   __m512 first;    // b[k/2 - 1] in every lane
   __m512 t[3];     // steps 1, 2, 4
-  int bits = 0;
 };
 
 ShiftedBounds shifted_bounds(const float* b, int bits) {
   ShiftedBounds st;
-  st.bits = bits;
   const int k = 1 << bits;
   const __m512 t0 = _mm512_maskz_loadu_ps(tail_mask(static_cast<size_t>(k - 1)), b);
   st.first = _mm512_set1_ps(b[k / 2 - 1]);
@@ -430,13 +435,6 @@ void load_table(const float* t, size_t count, __m512& t0, __m512& t1) {
   t0 = _mm512_maskz_loadu_ps(count >= 16 ? static_cast<__mmask16>(0xFFFF) : tail_mask(count), t);
   t1 = count > 16 ? _mm512_maskz_loadu_ps(count >= 32 ? static_cast<__mmask16>(0xFFFF) : tail_mask(count - 16), t + 16)
                   : _mm512_setzero_ps();
-}
-
-template <size_t NV>
-[[gnu::always_inline]] inline void fwht_regs_all(__m512* r, __m512 vfs) {
-  for (size_t q = 0; q < NV; ++q) r[q] = fwht16(r[q]);
-  fwht_regs<NV>(r);
-  for (size_t q = 0; q < NV; ++q) r[q] = _mm512_mul_ps(r[q], vfs);
 }
 
 /// 4-bit packing of 8 registers of int32 codes (128 codes, each < 16) into 64 bytes, LSB-first
